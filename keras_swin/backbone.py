@@ -1,0 +1,262 @@
+"""SwinTransformer: the functional Swin model, with multi-scale `pyramid_outputs`."""
+
+import keras
+import numpy as np
+
+from keras_swin.layers import PatchEmbedding, PatchMerging, SwinBlock
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+POOLINGS = (None, "avg", "max")
+
+
+def _check_rate(name, value):
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1); received {name}={value}.")
+
+
+def _check_input_shape(input_shape, channels):
+    if input_shape is None:
+        return (None, None, channels)
+    input_shape = tuple(None if d is None else int(d) for d in input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) for a rank-4 image batch; "
+            f"received input_shape={input_shape}."
+        )
+    if input_shape[-1] != channels:
+        raise ValueError(
+            f"`input_shape` must have {channels} channels; received input_shape={input_shape}."
+        )
+    for size in input_shape[:2]:
+        if size is not None and size < 1:
+            raise ValueError(
+                "Images must be at least 1x1 pixel (padded to one patch); received "
+                f"input_shape={input_shape}."
+            )
+    return input_shape
+
+
+@keras.saving.register_keras_serializable(package="keras_swin")
+class SwinTransformer(keras.Model):
+    """Swin Transformer (Liu et al., 2021) as a functional Keras model.
+
+    The model embeds 4x4 patches, runs `len(depths)` stages of Swin blocks (regular and
+    shifted windows alternating) with patch merging between stages, and applies a final
+    LayerNorm; optionally pooling and a classifier head follow.
+
+    `pyramid_outputs` maps "P2".."P{n+1}" to each stage's output (before the next patch
+    merging and before the final norm) in NHWC: stride `patch_size * 2**i`, channels
+    `embed_dim * 2**i`, size `ceil(H / stride) x ceil(W / stride)`.
+
+    Args:
+        patch_size: int, patch side. Default 4.
+        embed_dim: int, channels C of the first stage. Default 96.
+        depths: sequence of ints, blocks per stage. Default (2, 2, 6, 2).
+        num_heads: sequence of ints, heads per stage. Default (3, 6, 12, 24).
+        window_size: int, attention window M. Default 7.
+        mlp_ratio: float. Default 4.0.
+        qkv_bias: bool. Default True.
+        dropout_rate: float in [0, 1). Default 0.
+        attention_dropout_rate: float in [0, 1). Default 0.
+        drop_path_rate: float in [0, 1), stochastic depth of the last block; it grows
+            linearly from 0 over the blocks. Default 0.2.
+        norm_epsilon: float. Default 1e-5.
+        include_top: bool, add pooling and a Dense classifier. Default False.
+        pooling: None, "avg" or "max"; pooling of the final map when `include_top=False`.
+        classes: int, classifier outputs. Default 1000.
+        classifier_activation: str or None. Default "softmax".
+        include_preprocessing: bool, inputs are pixels in [0, 255] normalised in the
+            model with the ImageNet mean and std. Default True.
+        input_shape: (H, W, 3); H and W may be None. Default (None, None, 3).
+        input_tensor: optional Keras tensor to build the model on.
+        weights: None or a path to weights (see `keras_swin.weights`).
+        name: str.
+
+    Input shape: `(B, H, W, 3)`.
+    Output shape: `(B, classes)` with a head; `(B, 8C)` with pooling; otherwise the
+        normalised final map `(B, ceil(H/32), ceil(W/32), 8C)` (for 4 stages).
+    """
+
+    def __init__(
+        self,
+        patch_size=4,
+        embed_dim=96,
+        depths=(2, 2, 6, 2),
+        num_heads=(3, 6, 12, 24),
+        window_size=7,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.0,
+        drop_path_rate=0.2,
+        norm_epsilon=1e-5,
+        include_top=False,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        include_preprocessing=True,
+        input_shape=None,
+        input_tensor=None,
+        weights=None,
+        name="swin_transformer",
+        **kwargs,
+    ):
+        depths = tuple(int(d) for d in depths)
+        num_heads = tuple(int(h) for h in num_heads)
+        if len(depths) != len(num_heads) or not depths:
+            raise ValueError(
+                "`depths` and `num_heads` must be non-empty and of the same length; received "
+                f"depths={depths} ({len(depths)} stages) and num_heads={num_heads} "
+                f"({len(num_heads)} stages)."
+            )
+        if min(depths) < 1:
+            raise ValueError(f"Every stage needs >= 1 block; received depths={depths}.")
+        if int(window_size) < 1:
+            raise ValueError(f"`window_size` must be >= 1; received window_size={window_size}.")
+        for stage, heads in enumerate(num_heads):
+            width = embed_dim * 2**stage
+            if heads < 1 or width % heads:
+                raise ValueError(
+                    f"`num_heads[{stage}]`={heads} must divide the stage width {width} "
+                    f"(embed_dim={embed_dim} * 2**{stage})."
+                )
+        for rate_name, rate in (
+            ("dropout_rate", dropout_rate),
+            ("attention_dropout_rate", attention_dropout_rate),
+            ("drop_path_rate", drop_path_rate),
+        ):
+            _check_rate(rate_name, rate)
+        if pooling not in POOLINGS:
+            raise ValueError(
+                f"`pooling` must be one of {POOLINGS}; received pooling={pooling!r}."
+            )
+        if include_top and int(classes) < 1:
+            raise ValueError(f"`classes` must be >= 1 with include_top=True; received {classes}.")
+        if input_tensor is not None and input_shape is None:
+            input_shape = tuple(input_tensor.shape[1:])
+        input_shape = _check_input_shape(input_shape, 3)
+
+        # === Layers ===
+        block_rates = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
+        preprocessing = (
+            keras.layers.Normalization(
+                mean=[255.0 * m for m in IMAGENET_MEAN],
+                variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
+                name="preprocessing",
+            )
+            if include_preprocessing
+            else None
+        )
+        patch_embedding = PatchEmbedding(
+            patch_size, embed_dim, norm_epsilon=norm_epsilon, name="patch_embedding"
+        )
+        stages = []
+        for stage, (depth, heads) in enumerate(zip(depths, num_heads)):
+            blocks = [
+                SwinBlock(
+                    heads,
+                    window_size=window_size,
+                    shift_size=0 if index % 2 == 0 else window_size // 2,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    dropout_rate=dropout_rate,
+                    attention_dropout_rate=attention_dropout_rate,
+                    drop_path_rate=block_rates[sum(depths[:stage]) + index],
+                    norm_epsilon=norm_epsilon,
+                    name=f"stage{stage + 1}_block{index + 1}",
+                )
+                for index in range(depth)
+            ]
+            merging = (
+                PatchMerging(norm_epsilon=norm_epsilon, name=f"stage{stage + 1}_merging")
+                if stage < len(depths) - 1
+                else None
+            )
+            stages.append((blocks, merging))
+        final_norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, name="final_norm")
+
+        # === Functional graph ===
+        if input_tensor is None:
+            inputs = keras.Input(shape=input_shape, name="images")
+        elif keras.backend.is_keras_tensor(input_tensor):
+            inputs = input_tensor
+        else:
+            inputs = keras.Input(tensor=input_tensor, shape=input_shape, name="images")
+        x = preprocessing(inputs) if preprocessing is not None else inputs
+        x = patch_embedding(x)
+        if dropout_rate:
+            x = keras.layers.Dropout(dropout_rate, name="embedding_dropout")(x)
+        pyramid_outputs = {}
+        for stage, (blocks, merging) in enumerate(stages):
+            for block in blocks:
+                x = block(x)
+            pyramid_outputs[f"P{stage + 2}"] = x
+            if merging is not None:
+                x = merging(x)
+        x = final_norm(x)
+        if include_top:
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+            x = keras.layers.Dense(
+                classes,
+                activation=classifier_activation,
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+                name="predictions",
+            )(x)
+        elif pooling == "avg":
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        elif pooling == "max":
+            x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
+
+        # === Config ===
+        self.patch_size = int(patch_size)
+        self.embed_dim = int(embed_dim)
+        self.depths = depths
+        self.num_heads = num_heads
+        self.window_size = int(window_size)
+        self.mlp_ratio = float(mlp_ratio)
+        self.qkv_bias = bool(qkv_bias)
+        self.dropout_rate = float(dropout_rate)
+        self.attention_dropout_rate = float(attention_dropout_rate)
+        self.drop_path_rate = float(drop_path_rate)
+        self.norm_epsilon = float(norm_epsilon)
+        self.include_top = bool(include_top)
+        self.pooling = pooling
+        self.classes = int(classes)
+        self.classifier_activation = classifier_activation
+        self.include_preprocessing = bool(include_preprocessing)
+        self.image_shape = input_shape
+        self.pyramid_outputs = pyramid_outputs
+
+        if weights is not None:
+            from keras_swin.weights import load_weights
+
+            load_weights(self, weights)
+
+    def get_config(self):
+        return {
+            "patch_size": self.patch_size,
+            "embed_dim": self.embed_dim,
+            "depths": list(self.depths),
+            "num_heads": list(self.num_heads),
+            "window_size": self.window_size,
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "drop_path_rate": self.drop_path_rate,
+            "norm_epsilon": self.norm_epsilon,
+            "include_top": self.include_top,
+            "pooling": self.pooling,
+            "classes": self.classes,
+            "classifier_activation": self.classifier_activation,
+            "include_preprocessing": self.include_preprocessing,
+            "input_shape": list(self.image_shape),
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

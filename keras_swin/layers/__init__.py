@@ -1,0 +1,9 @@
+"""Serializable Swin layers."""
+
+from keras_swin.layers.drop_path import DropPath
+from keras_swin.layers.patch_embedding import PatchEmbedding
+from keras_swin.layers.patch_merging import PatchMerging
+from keras_swin.layers.swin_block import SwinBlock
+from keras_swin.layers.window_attention import WindowAttention
+
+__all__ = ["DropPath", "PatchEmbedding", "PatchMerging", "SwinBlock", "WindowAttention"]

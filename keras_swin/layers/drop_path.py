@@ -1,0 +1,41 @@
+"""Stochastic depth: drops the residual branch of whole samples during training."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_swin")
+class DropPath(keras.layers.Layer):
+    """Zeroes each sample's input with probability `rate` during training, scaling the
+    kept samples by `1 / (1 - rate)`. The identity at inference.
+
+    Args:
+        rate: float in [0, 1), the drop probability.
+        seed: optional int seed.
+
+    Input and output shape: `(B, ...)`.
+    """
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"DropPath `rate` must be in [0, 1); received rate={rate}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None
+        self.supports_masking = True
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0.0:
+            return inputs
+        keep = 1.0 - self.rate
+        batch = ops.shape(inputs)[0]
+        noise_shape = (batch,) + (1,) * (len(inputs.shape) - 1)
+        kept = keras.random.uniform(noise_shape, seed=self.seed_generator) < keep
+        return ops.where(kept, inputs / ops.cast(keep, inputs.dtype), ops.zeros_like(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

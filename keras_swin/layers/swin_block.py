@@ -1,0 +1,162 @@
+"""The Swin Transformer block: (shifted) window attention and an MLP, each residual."""
+
+import keras
+from keras import ops
+
+from keras_swin import ops as swin_ops
+from keras_swin.layers.drop_path import DropPath
+from keras_swin.layers.initializers import dense_kernel_initializer
+from keras_swin.layers.window_attention import WindowAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_swin")
+class SwinBlock(keras.layers.Layer):
+    """LN -> (shifted) window attention -> DropPath residual -> LN -> MLP -> DropPath residual.
+
+    The map is zero-padded to a multiple of the window, cyclically shifted toward the
+    top-left by `shift_size` (when shifted), split into windows and attended with the
+    -100 region mask built on the padded size. A map whose shorter side is at most
+    `window_size` is attended as one window of that side, without a shift; the bias then
+    comes from the same table at the same offsets. Window, shift and mask are derived from
+    the runtime shape, so one graph serves every input size.
+
+    Args:
+        num_heads: int, attention heads; must divide the channels.
+        window_size: int, window side M. Default 7.
+        shift_size: int, cyclic shift; 0 for regular blocks, M // 2 for shifted ones.
+        mlp_ratio: float, MLP hidden width as a multiple of C. Default 4.0.
+        qkv_bias: bool. Default True.
+        dropout_rate: float in [0, 1), after the attention projection and MLP layers.
+        attention_dropout_rate: float in [0, 1), on attention weights.
+        drop_path_rate: float in [0, 1), stochastic depth of both residual branches.
+        norm_epsilon: float, LayerNorm epsilon. Default 1e-5.
+
+    Input and output shape: `(B, H, W, C)`.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        window_size=7,
+        shift_size=0,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.0,
+        drop_path_rate=0.0,
+        norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(window_size) < 1:
+            raise ValueError(f"`window_size` must be >= 1; received window_size={window_size}.")
+        if not 0 <= int(shift_size) < int(window_size):
+            raise ValueError(
+                f"`shift_size` must be in [0, window_size={window_size}); "
+                f"received shift_size={shift_size}."
+            )
+        if float(mlp_ratio) <= 0:
+            raise ValueError(f"`mlp_ratio` must be > 0; received mlp_ratio={mlp_ratio}.")
+        for name, rate in (
+            ("dropout_rate", dropout_rate),
+            ("attention_dropout_rate", attention_dropout_rate),
+            ("drop_path_rate", drop_path_rate),
+        ):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1); received {name}={rate}.")
+        self.num_heads = int(num_heads)
+        self.window_size = int(window_size)
+        self.shift_size = int(shift_size)
+        self.mlp_ratio = float(mlp_ratio)
+        self.qkv_bias = bool(qkv_bias)
+        self.dropout_rate = float(dropout_rate)
+        self.attention_dropout_rate = float(attention_dropout_rate)
+        self.drop_path_rate = float(drop_path_rate)
+        self.norm_epsilon = float(norm_epsilon)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4 or input_shape[-1] is None:
+            raise ValueError(
+                "SwinBlock expects a 4D input (batch, height, width, channels) with known "
+                f"channels; received shape {tuple(input_shape)}."
+            )
+        channels = input_shape[-1]
+        self.input_spec = keras.InputSpec(ndim=4, axes={-1: channels})
+        policy = self.dtype_policy
+        self.norm1 = keras.layers.LayerNormalization(
+            epsilon=self.norm_epsilon, dtype=policy, name="norm1"
+        )
+        self.norm1.build(input_shape)
+        self.attention = WindowAttention(
+            self.num_heads,
+            window_size=self.window_size,
+            qkv_bias=self.qkv_bias,
+            attention_dropout_rate=self.attention_dropout_rate,
+            projection_dropout_rate=self.dropout_rate,
+            dtype=policy,
+            name="attention",
+        )
+        self.attention.build((None, None, channels))
+        self.drop_path = DropPath(self.drop_path_rate, dtype=policy, name="drop_path")
+        self.norm2 = keras.layers.LayerNormalization(
+            epsilon=self.norm_epsilon, dtype=policy, name="norm2"
+        )
+        self.norm2.build(input_shape)
+        hidden = int(channels * self.mlp_ratio)
+        self.mlp_fc1 = keras.layers.Dense(
+            hidden, kernel_initializer=dense_kernel_initializer(), dtype=policy, name="mlp_fc1"
+        )
+        self.mlp_fc1.build(input_shape)
+        self.mlp_fc2 = keras.layers.Dense(
+            channels, kernel_initializer=dense_kernel_initializer(), dtype=policy, name="mlp_fc2"
+        )
+        self.mlp_fc2.build(tuple(input_shape[:-1]) + (hidden,))
+        self.mlp_dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy, name="mlp_dropout")
+
+    def _attend(self, x, training):
+        """Window attention on a normalised `(B, H, W, C)` map."""
+        height, width = swin_ops.spatial_shape(x)
+        window, shift = swin_ops.effective_window(
+            height, width, self.window_size, self.shift_size
+        )
+        x = swin_ops.pad_to_multiple(x, window, window)
+        padded_h, padded_w = swin_ops.spatial_shape(x)
+        # With a static shape and no shift the mask is all zeros and is skipped.
+        shifted = self.shift_size > 0 and not (swin_ops.is_static(shift) and shift == 0)
+        mask = None
+        if shifted:
+            x = swin_ops.cyclic_shift(x, shift)
+            mask = swin_ops.shifted_window_mask(padded_h, padded_w, window, shift)
+        windows = swin_ops.window_partition(x, window, window)
+        windows = self.attention(
+            windows, attention_mask=mask, window_shape=(window, window), training=training
+        )
+        x = swin_ops.window_reverse(windows, window, window, padded_h, padded_w)
+        if shifted:
+            x = swin_ops.reverse_cyclic_shift(x, shift)
+        return x[:, :height, :width]
+
+    def call(self, x, training=None):
+        attended = self._attend(self.norm1(x), training)
+        x = x + self.drop_path(attended, training=training)
+        hidden = ops.gelu(self.mlp_fc1(self.norm2(x)), approximate=False)
+        hidden = self.mlp_dropout(hidden, training=training)
+        hidden = self.mlp_dropout(self.mlp_fc2(hidden), training=training)
+        return x + self.drop_path(hidden, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "window_size": self.window_size,
+            "shift_size": self.shift_size,
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "drop_path_rate": self.drop_path_rate,
+            "norm_epsilon": self.norm_epsilon,
+        }

@@ -1,0 +1,84 @@
+"""The Hugging Face PyTorch Swin as the reference for parity tests."""
+
+import numpy as np
+import torch
+from transformers import SwinConfig, SwinForImageClassification
+
+import keras_swin
+from keras_swin.weights import official_to_keras, to_official_layout
+
+
+def hf_reference(
+    embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4, num_labels=10, seed=0
+):
+    """A randomly initialised HF Swin classifier whose norms, biases and bias tables are
+    perturbed away from their init, so that a wrong mapping shows in the outputs."""
+    torch.manual_seed(seed)
+    config = SwinConfig(
+        image_size=224,
+        patch_size=4,
+        embed_dim=embed_dim,
+        depths=list(depths),
+        num_heads=list(num_heads),
+        window_size=window_size,
+        num_labels=num_labels,
+        drop_path_rate=0.0,
+    )
+    model = SwinForImageClassification(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or "norm" in name or "relative_position_bias_table" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+    return model
+
+
+def hf_state_dict(model):
+    return {k: v.detach().numpy() for k, v in model.state_dict().items()}
+
+
+def hf_outputs(model, images_nhwc):
+    """Logits and the stage outputs before merging (P2..), NHWC, for normalised images."""
+    pixel_values = torch.from_numpy(np.transpose(images_nhwc, (0, 3, 1, 2)).copy())
+    stage_outputs = []
+
+    def hook(module, inputs, output):
+        stage_outputs.append(output)
+
+    handles = [stage.blocks[-1].register_forward_hook(hook) for stage in model.swin.encoder.layers]
+    try:
+        with torch.no_grad():
+            logits = model(pixel_values=pixel_values).logits.numpy()
+    finally:
+        for handle in handles:
+            handle.remove()
+    pyramid = {}
+    height, width = -(-images_nhwc.shape[1] // 4), -(-images_nhwc.shape[2] // 4)
+    for stage, output in enumerate(stage_outputs):
+        # The last block's output: (B, H*W, C) at the stage resolution, before merging.
+        before_merge = output[0] if isinstance(output, tuple) else output
+        pyramid[f"P{stage + 2}"] = before_merge.numpy().reshape(
+            images_nhwc.shape[0], height, width, -1
+        )
+        height, width = -(-height // 2), -(-width // 2)
+    return logits, pyramid
+
+
+def keras_from_hf(model, input_shape=(None, None, 3), **kwargs):
+    """The keras_swin model with the HF model's weights, taking normalised images."""
+    config = model.config
+    keras_model = keras_swin.SwinTransformer(
+        patch_size=config.patch_size,
+        embed_dim=config.embed_dim,
+        depths=config.depths,
+        num_heads=config.num_heads,
+        window_size=config.window_size,
+        include_top=True,
+        classes=config.num_labels,
+        classifier_activation=None,
+        include_preprocessing=False,
+        input_shape=input_shape,
+        **kwargs,
+    )
+    state, layout = to_official_layout(hf_state_dict(model))
+    official_to_keras(keras_model, state, layout)
+    return keras_model
