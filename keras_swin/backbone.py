@@ -201,6 +201,8 @@ class SwinTransformer(keras.Model):
                 classes,
                 activation=classifier_activation,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+                # Probabilities stay float32 under mixed precision.
+                dtype="float32",
                 name="predictions",
             )(x)
         elif pooling == "avg":

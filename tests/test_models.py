@@ -1,0 +1,209 @@
+"""SwinTransformer and the SwinT/S/B/L factories."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_swin
+from harness import random_inputs, run_python
+
+TINY = dict(
+    patch_size=4, embed_dim=16, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=4,
+    drop_path_rate=0.1,
+)
+
+
+def tiny(**kwargs):
+    return keras_swin.SwinTransformer(**{**TINY, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "factory, expected",
+    [
+        (keras_swin.SwinT, 28_288_354),
+        (keras_swin.SwinS, 49_606_258),
+        (keras_swin.SwinB, 87_768_224),
+        (keras_swin.SwinL, 196_532_476),
+    ],
+)
+def test_parameter_counts(factory, expected):
+    assert factory().count_params() == expected
+
+
+@pytest.mark.parametrize("height, width", [(224, 224), (256, 320), (100, 150), (33, 47)])
+def test_swin_t_pyramid_shapes(height, width):
+    model = keras_swin.SwinT(include_top=False)
+    extractor = keras.Model(model.input, model.pyramid_outputs)
+    features = extractor(random_inputs((1, height, width, 3)))
+    for level, stride, channels in (("P2", 4, 96), ("P3", 8, 192), ("P4", 16, 384), ("P5", 32, 768)):
+        expected = (1, -(-height // stride), -(-width // stride), channels)
+        assert tuple(features[level].shape) == expected, level
+    # The same shapes symbolically, for a model built at that size.
+    fixed = keras_swin.SwinT(include_top=False, input_shape=(height, width, 3))
+    assert {k: tuple(v.shape[1:]) for k, v in fixed.pyramid_outputs.items()} == {
+        k: tuple(v.shape[1:]) for k, v in features.items()
+    }
+    assert tuple(fixed.output.shape[1:]) == tuple(features["P5"].shape[1:])
+
+
+def test_outputs_by_head_and_pooling():
+    x = random_inputs((2, 64, 64, 3)) * 50 + 120
+    assert tiny(include_top=True, classes=5).predict(x, verbose=0).shape == (2, 5)
+    assert tiny(pooling="avg")(x).shape == (2, 64)
+    assert tiny(pooling="max")(x).shape == (2, 64)
+    assert tiny()(x).shape == (2, 4, 4, 64)
+    probabilities = tiny(include_top=True, classes=5)(x)
+    np.testing.assert_allclose(np.sum(probabilities, axis=-1), 1.0, rtol=1e-5)
+    assert set(tiny(include_top=True).pyramid_outputs) == {"P2", "P3", "P4"}
+
+
+def test_preprocessing_is_imagenet_normalisation():
+    pixels = random_inputs((1, 32, 32, 3)) * 40 + 120
+    with_pre = tiny(include_preprocessing=True)
+    without = tiny(include_preprocessing=False)
+    without.set_weights(with_pre.get_weights())
+    normalised = (pixels / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(with_pre(pixels), without(normalised.astype("float32")), atol=1e-4)
+
+
+def test_fixed_and_dynamic_models_agree():
+    dynamic = tiny(include_top=True, input_shape=(None, None, 3))
+    fixed = tiny(include_top=True, input_shape=(50, 70, 3))
+    fixed.set_weights(dynamic.get_weights())
+    x = random_inputs((2, 50, 70, 3)) * 50 + 120
+    np.testing.assert_allclose(fixed(x), dynamic(x), atol=1e-5)
+    np.testing.assert_allclose(fixed.predict(x, verbose=0), dynamic.predict(x, verbose=0), atol=1e-5)
+
+
+def test_xla_predict_equals_eager():
+    model = tiny(include_top=True, classes=7, classifier_activation=None)
+    x = random_inputs((3, 61, 45, 3)) * 50 + 120
+    eager = np.asarray(model(x))
+    model.compile(jit_compile=True)
+    np.testing.assert_allclose(model.predict(x, verbose=0), eager, atol=1e-4)
+
+
+def test_config_round_trip_and_keras_reload_in_fresh_process(tmp_path):
+    model = tiny(include_top=True, classes=3, input_shape=(None, None, 3))
+    config = model.get_config()
+    assert keras_swin.SwinTransformer.from_config(config).get_config() == config
+    assert json.loads(json.dumps(config)) == config
+    x = random_inputs((2, 40, 56, 3)) * 50 + 120
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(model(x)))
+    out = run_python(
+        f"""
+        import numpy as np, keras
+        import keras_swin
+        model = keras.saving.load_model({str(path)!r}, safe_mode=True)
+        assert isinstance(model, keras_swin.SwinTransformer)
+        assert sorted(model.pyramid_outputs) == ["P2", "P3", "P4"]
+        x = np.load({str(tmp_path / "x.npy")!r})
+        print("maxdiff", float(np.abs(np.asarray(model(x)) - np.load({str(tmp_path / "y.npy")!r})).max()))
+        """
+    )
+    assert float(out.split("maxdiff")[-1]) <= 1e-6
+
+
+def test_factory_config_round_trip():
+    model = keras_swin.SwinT(include_top=False, pooling="avg", window_size=8, drop_path_rate=0.1)
+    config = model.get_config()
+    assert config["window_size"] == 8 and config["drop_path_rate"] == 0.1
+    assert config["embed_dim"] == 96 and config["depths"] == [2, 2, 6, 2]
+    assert keras_swin.SwinTransformer.from_config(config).count_params() == model.count_params()
+
+
+def test_fit_step_trains_every_weight():
+    model = tiny(include_top=True, classes=4, drop_path_rate=0.1)
+    x = random_inputs((4, 32, 48, 3)) * 50 + 120
+    y = np.array([0, 1, 2, 3])
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="sparse_categorical_crossentropy", jit_compile=True)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    for weight, old in zip(model.trainable_weights, before):
+        new = keras.ops.convert_to_numpy(weight)
+        assert np.all(np.isfinite(new)), weight.path
+        assert np.any(new != old), f"{weight.path} got no gradient"
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_model(policy):
+    keras.config.set_dtype_policy(policy)
+    model = tiny(include_top=True, classes=4)
+    x = random_inputs((2, 64, 64, 3)) * 60 + 120
+    out = model(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"  # softmax head in float32
+    assert np.all(np.isfinite(out))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    history = model.fit(x, np.array([0, 1]), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_keras_backends_match_tensorflow(backend, tmp_path):
+    model = tiny(include_top=True, classes=5, classifier_activation=None)
+    x = random_inputs((2, 45, 61, 3)) * 50 + 120
+    model.save_weights(tmp_path / "tiny.weights.h5")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(model(x)))
+    (tmp_path / "config.json").write_text(json.dumps(model.get_config()))
+    out = run_python(
+        f"""
+        import json, numpy as np, keras
+        assert keras.backend.backend() == {backend!r}
+        import keras_swin
+        config = json.load(open({str(tmp_path / "config.json")!r}))
+        model = keras_swin.SwinTransformer.from_config(config)
+        model.load_weights({str(tmp_path / "tiny.weights.h5")!r})
+        y = keras.ops.convert_to_numpy(model(np.load({str(tmp_path / "x.npy")!r})))
+        print("maxdiff", float(np.abs(y - np.load({str(tmp_path / "y.npy")!r})).max()))
+        """,
+        env={"KERAS_BACKEND": backend},
+    )
+    assert float(out.split("maxdiff")[-1]) <= 1e-4
+
+
+def test_tflite_conversion_builtins_only():
+    import tensorflow as tf
+
+    model = keras_swin.SwinT(input_shape=(224, 224, 3))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    flatbuffer = converter.convert()
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    ops_used = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not any("Flex" in name or name == "CUSTOM" for name in ops_used), ops_used
+    x = random_inputs((1, 224, 224, 3)) * 50 + 120
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(out, model(x), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(depths=(2, 2), num_heads=(1, 2, 4)), "same length"),
+        (dict(num_heads=(3, 2, 4)), r"num_heads\[0\]"),
+        (dict(window_size=0), "window_size"),
+        (dict(drop_path_rate=1.0), "drop_path_rate"),
+        (dict(attention_dropout_rate=-0.5), "attention_dropout_rate"),
+        (dict(pooling="mean"), "pooling"),
+        (dict(input_shape=(32, 32, 1)), "3 channels"),
+        (dict(input_shape=(32, 32)), "input_shape"),
+        (dict(input_shape=(0, 32, 3)), "at least 1x1"),
+    ],
+)
+def test_bad_model_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**kwargs)
+
+
+def test_bad_input_rank_at_call():
+    with pytest.raises(ValueError):
+        tiny()(random_inputs((32, 32, 3)))
