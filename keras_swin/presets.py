@@ -1,0 +1,110 @@
+"""Named pretrained weights: timm's published Swin checkpoints on the Hugging Face Hub.
+
+`weights="imagenet"` (or a tag such as "in1k", "in22k", "in22k-ft-in1k") resolves through
+`huggingface_hub`, which honours its cache (`HF_HUB_CACHE`/`HF_HOME`) and `HF_HUB_OFFLINE`.
+"""
+
+import hashlib
+import os
+
+from keras_swin.models import MODEL_CONFIGS
+
+# (variant, window) -> {tag: Hub repository of timm's safetensors checkpoint}.
+PRESETS = {
+    ("swin_t", 7): {
+        "in1k": "timm/swin_tiny_patch4_window7_224.ms_in1k",
+        "in22k": "timm/swin_tiny_patch4_window7_224.ms_in22k",
+        "in22k-ft-in1k": "timm/swin_tiny_patch4_window7_224.ms_in22k_ft_in1k",
+    },
+    ("swin_s", 7): {
+        "in1k": "timm/swin_small_patch4_window7_224.ms_in1k",
+        "in22k": "timm/swin_small_patch4_window7_224.ms_in22k",
+        "in22k-ft-in1k": "timm/swin_small_patch4_window7_224.ms_in22k_ft_in1k",
+    },
+    ("swin_b", 7): {
+        "in1k": "timm/swin_base_patch4_window7_224.ms_in1k",
+        "in22k": "timm/swin_base_patch4_window7_224.ms_in22k",
+        "in22k-ft-in1k": "timm/swin_base_patch4_window7_224.ms_in22k_ft_in1k",
+    },
+    ("swin_b", 12): {
+        "in1k": "timm/swin_base_patch4_window12_384.ms_in1k",
+        "in22k": "timm/swin_base_patch4_window12_384.ms_in22k",
+        "in22k-ft-in1k": "timm/swin_base_patch4_window12_384.ms_in22k_ft_in1k",
+    },
+    ("swin_l", 7): {
+        "in22k": "timm/swin_large_patch4_window7_224.ms_in22k",
+        "in22k-ft-in1k": "timm/swin_large_patch4_window7_224.ms_in22k_ft_in1k",
+    },
+    ("swin_l", 12): {
+        "in22k": "timm/swin_large_patch4_window12_384.ms_in22k",
+        "in22k-ft-in1k": "timm/swin_large_patch4_window12_384.ms_in22k_ft_in1k",
+    },
+}
+CHECKPOINT_FILE = "model.safetensors"
+# sha256 of CHECKPOINT_FILE per repository, verified after download where listed here.
+# None are recorded yet: this project cannot reach the Hub to read them.
+KNOWN_SHA256 = {}
+
+
+def model_variant(model):
+    """The factory name ("swin_t", ...) whose architecture `model` has, or None."""
+    for variant, config in MODEL_CONFIGS.items():
+        if (
+            model.embed_dim == config["embed_dim"]
+            and model.depths == config["depths"]
+            and model.num_heads == config["num_heads"]
+            and model.patch_size == 4
+        ):
+            return variant
+    return None
+
+
+def preset_repository(variant, window_size, name):
+    """The Hub repository for a preset name; "imagenet" means in1k, else in22k-ft-in1k."""
+    tags = PRESETS.get((variant, window_size))
+    if tags is None:
+        known = sorted(f"{v} window {w}" for v, w in PRESETS)
+        raise ValueError(
+            f"weights={name!r}: no pretrained weights for {variant or 'this architecture'} "
+            f"with window {window_size}; presets exist for {known}, otherwise pass a file "
+            "path (.weights.h5, .keras, .pth, .pt, .bin or .safetensors)."
+        )
+    tag = name
+    if name == "imagenet":
+        tag = "in1k" if "in1k" in tags else "in22k-ft-in1k"
+    if tag not in tags:
+        raise ValueError(
+            f"Unknown weights '{name}' for {variant} window {window_size}; expected a file path "
+            f"or one of {['imagenet'] + sorted(tags)}."
+        )
+    return tags[tag]
+
+
+def verify_sha256(path, expected):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise OSError(
+            f"Checksum mismatch for '{path}': expected sha256 {expected}, found "
+            f"{digest.hexdigest()}."
+        )
+
+
+def resolve_preset(model, name):
+    """Downloads (or finds in the cache) the checkpoint for preset `name`; returns its path."""
+    repository = preset_repository(model_variant(model), model.window_size, name)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(repository, CHECKPOINT_FILE, library_name="keras_swin")
+    except Exception as error:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        raise OSError(
+            f"Could not get '{CHECKPOINT_FILE}' of '{repository}' from the Hugging Face Hub"
+            f"{' (HF_HUB_OFFLINE is set and it is not in the cache)' if offline else ''}: {error}"
+        ) from error
+    if repository in KNOWN_SHA256:
+        verify_sha256(path, KNOWN_SHA256[repository])
+    return path

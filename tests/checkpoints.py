@@ -1,0 +1,57 @@
+"""Official Microsoft and timm checkpoints, made in the tests by renaming the keys of a
+Hugging Face model by hand (independently of keras_swin.weights)."""
+
+import re
+
+import numpy as np
+
+_HF_TO_OFFICIAL = (
+    ("embeddings.patch_embeddings.projection.", "patch_embed.proj."),
+    ("embeddings.norm.", "patch_embed.norm."),
+    ("encoder.layers.", "layers."),
+    (".layernorm_before.", ".norm1."),
+    (".layernorm_after.", ".norm2."),
+    (".attention.relative_position_bias.relative_position_bias_table", ".attn.relative_position_bias_table"),
+    (".attention.o_proj.", ".attn.proj."),
+    (".mlp.fc1.", ".mlp.fc1."),
+    ("layernorm.", "norm."),
+    ("classifier.", "head."),
+)
+
+
+def official_state_dict(hf_state, with_buffers=True):
+    """The official layout: fused qkv, downsample at the end of stage N, `head.*`, buffers."""
+    state = {}
+    for hf_key, value in hf_state.items():
+        key = hf_key[len("swin."):] if hf_key.startswith("swin.") else hf_key
+        for old, new in _HF_TO_OFFICIAL:
+            if key.startswith(old) or (old.startswith(".") and old in key):
+                key = key.replace(old, new, 1)
+        if ".attention.k_proj." in key or ".attention.v_proj." in key:
+            continue
+        if ".attention.q_proj." in key:
+            parts = [hf_state[hf_key.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
+            key = key.replace(".attention.q_proj.", ".attn.qkv.")
+            value = np.concatenate(parts, axis=0)
+        state[key] = value
+    if with_buffers:
+        for key in list(state):
+            if key.endswith("attn.relative_position_bias_table"):
+                side = int(np.sqrt(state[key].shape[0]) + 1) // 2
+                state[key.replace("relative_position_bias_table", "relative_position_index")] = (
+                    np.zeros((side * side, side * side), np.int64)
+                )
+                state[key.replace("attn.relative_position_bias_table", "attn_mask")] = np.zeros(
+                    (4, side * side, side * side), np.float32
+                )
+    return state
+
+
+def timm_state_dict(official_state):
+    """timm >= 0.9: downsample at the start of stage N + 1, `head.fc.*`."""
+    state = {}
+    for key, value in official_state.items():
+        key = re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) + 1}.downsample", key)
+        key = re.sub(r"^head\.", "head.fc.", key)
+        state[key] = value
+    return state

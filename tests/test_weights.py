@@ -1,0 +1,255 @@
+"""Loading Swin checkpoints in every layout and format, with parity against the reference."""
+
+import hashlib
+import logging
+import os
+import pickle
+
+import keras
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+import keras_swin
+from checkpoints import official_state_dict, timm_state_dict
+from harness import random_inputs, run_python
+from keras_swin.weights import (
+    WeightsMismatchError,
+    detect_layout,
+    load_weights,
+    resize_bias_table,
+    to_official_layout,
+)
+from reference import hf_outputs, hf_reference, hf_state_dict, keras_from_hf
+
+SMALL = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4)
+
+
+def _keras_like(hf, **kwargs):
+    config = hf.config
+    return keras_swin.SwinTransformer(
+        embed_dim=config.embed_dim, depths=config.depths, num_heads=config.num_heads,
+        window_size=kwargs.pop("window_size", config.window_size), include_top=kwargs.pop("include_top", True),
+        classes=kwargs.pop("classes", config.num_labels), classifier_activation=None,
+        include_preprocessing=False, **kwargs,
+    )
+
+
+def _assert_parity(keras_model, hf, images, atol=1e-4):
+    logits, pyramid = hf_outputs(hf, images)
+    extractor = keras.Model(keras_model.input, [keras_model.output, keras_model.pyramid_outputs])
+    out, features = extractor(images)
+    np.testing.assert_allclose(out, logits, atol=atol)
+    assert sorted(features) == sorted(pyramid)
+    for level in pyramid:
+        np.testing.assert_allclose(features[level], pyramid[level], atol=atol, err_msg=level)
+
+
+@pytest.fixture(scope="module")
+def small_hf():
+    return hf_reference(**SMALL)
+
+
+def test_layouts_are_detected(small_hf):
+    hf = hf_state_dict(small_hf)
+    official = official_state_dict(hf)
+    assert detect_layout(hf) == "huggingface"
+    assert detect_layout(official) == "official"
+    assert detect_layout(timm_state_dict(official)) == "timm"
+    headless = {k: v for k, v in official.items() if not k.startswith("head.")}
+    assert detect_layout(headless) == "official"
+    assert detect_layout(timm_state_dict(headless)) == "timm"
+
+
+@pytest.mark.parametrize("size", [(224, 224), (96, 160), (61, 83)])
+def test_huggingface_parity_small(small_hf, size):
+    images = random_inputs((2,) + size + (3,))
+    _assert_parity(keras_from_hf(small_hf), small_hf, images)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(224, 224), (230, 300)])
+def test_huggingface_parity_full_swin_t(size):
+    hf = hf_reference(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, num_labels=1000)
+    model = keras_from_hf(hf)
+    assert model.count_params() == 28_288_354
+    _assert_parity(model, hf, random_inputs((1,) + size + (3,)))
+
+
+@pytest.mark.slow
+def test_huggingface_parity_window_12_at_384():
+    hf = hf_reference(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=12)
+    _assert_parity(keras_from_hf(hf), hf, random_inputs((1, 384, 384, 3)))
+
+
+def test_official_pth_and_timm_safetensors_load_equal(small_hf, tmp_path):
+    official = official_state_dict(hf_state_dict(small_hf))
+    pth = tmp_path / "official.pth"
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in official.items()}}, pth)
+    safetensors = tmp_path / "timm.safetensors"
+    save_file(timm_state_dict(official), str(safetensors))
+    images = random_inputs((2, 72, 100, 3))
+    from_pth = _keras_like(small_hf, weights=pth)
+    from_safetensors = _keras_like(small_hf, weights=safetensors)
+    assert load_weights(from_pth, pth) == "official"
+    assert load_weights(from_safetensors, safetensors) == "timm"
+    np.testing.assert_array_equal(from_pth(images), from_safetensors(images))
+    _assert_parity(from_pth, small_hf, images)
+
+
+def test_huggingface_bin_with_legacy_key_names(small_hf, tmp_path):
+    """Checkpoints on the Hub use transformers 4 names (attention.self.query, ...)."""
+    legacy = {}
+    for key, value in hf_state_dict(small_hf).items():
+        key = key.replace(".attention.q_proj.", ".attention.self.query.")
+        key = key.replace(".attention.k_proj.", ".attention.self.key.")
+        key = key.replace(".attention.v_proj.", ".attention.self.value.")
+        key = key.replace(".attention.relative_position_bias.", ".attention.self.")
+        key = key.replace(".attention.o_proj.", ".attention.output.dense.")
+        key = key.replace(".mlp.fc1.", ".intermediate.dense.").replace(".mlp.fc2.", ".output.dense.")
+        legacy[key] = torch.from_numpy(value)
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(legacy, path)
+    _assert_parity(_keras_like(small_hf, weights=path), small_hf, random_inputs((1, 64, 64, 3)))
+
+
+def test_backbone_drops_head_and_new_classes_reinitialise(small_hf, tmp_path, caplog):
+    path = tmp_path / "model.safetensors"
+    save_file(official_state_dict(hf_state_dict(small_hf), with_buffers=False), str(path))
+    backbone = _keras_like(small_hf, include_top=False, weights=path)
+    _, pyramid = hf_outputs(small_hf, images := random_inputs((1, 64, 64, 3)))
+    features = keras.Model(backbone.input, backbone.pyramid_outputs)(images)
+    np.testing.assert_allclose(features["P3"], pyramid["P3"], atol=1e-4)
+    with caplog.at_level(logging.WARNING, logger="keras_swin"):
+        fresh_head = _keras_like(small_hf, classes=3, weights=path)
+    assert "head is freshly initialised" in caplog.text
+    assert fresh_head.output.shape[-1] == 3
+
+
+def test_bias_tables_resize_bicubically_like_official_finetuning(small_hf, tmp_path):
+    path = tmp_path / "model.safetensors"
+    official = official_state_dict(hf_state_dict(small_hf), with_buffers=False)
+    save_file(official, str(path))
+    model = _keras_like(small_hf, window_size=6, weights=path)
+    table = official["layers.1.blocks.0.attn.relative_position_bias_table"]  # (49, 4)
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(table).T.reshape(1, 4, 7, 7), size=(11, 11), mode="bicubic", align_corners=False
+    ).reshape(4, 121).T.numpy()
+    loaded = model.get_layer("stage2_block1").attention.relative_position_bias_table
+    np.testing.assert_allclose(loaded, expected, atol=1e-5)
+    np.testing.assert_allclose(resize_bias_table(table, 4), table, atol=1e-6)  # same size: unchanged
+
+
+def test_mismatches_name_key_shapes_and_layout(small_hf, tmp_path):
+    official = official_state_dict(hf_state_dict(small_hf), with_buffers=False)
+    wider = keras_swin.SwinTransformer(embed_dim=48, depths=(2, 2), num_heads=(2, 4), window_size=4, classes=10)
+    with pytest.raises(WeightsMismatchError, match=r"patch_embed\.proj\.weight.*official.*\(4, 4, 3, 48\).*\(4, 4, 3, 32\)"):
+        from keras_swin.weights import official_to_keras
+        official_to_keras(wider, official, "official")
+    model = _keras_like(small_hf)
+    before = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    broken = dict(official)
+    del broken["layers.1.blocks.1.mlp.fc2.weight"]
+    path = tmp_path / "broken.safetensors"
+    save_file(timm_state_dict(broken), str(path))
+    with pytest.raises(WeightsMismatchError, match=r"timm layout.*missing keys \['layers\.1\.blocks\.1\.mlp\.fc2\.weight'\]"):
+        load_weights(model, path)
+    # Nothing was written: the model is not left half-loaded.
+    for weight, old in zip(model.weights, before):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), old)
+    deeper = keras_swin.SwinTransformer(embed_dim=32, depths=(2, 2, 2), num_heads=(2, 4, 8), window_size=4, classes=10)
+    with pytest.raises(WeightsMismatchError, match="missing keys.*layers.2"):
+        load_weights(deeper, tmp_path / "broken.safetensors")
+
+
+def test_file_errors_name_the_path(small_hf, tmp_path):
+    model = _keras_like(small_hf)
+    with pytest.raises(OSError, match="nothere.pth"):
+        load_weights(model, tmp_path / "nothere.pth")
+    path = tmp_path / "model.safetensors"
+    save_file(official_state_dict(hf_state_dict(small_hf)), str(path))
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(OSError, match="truncated.safetensors"):
+        load_weights(model, truncated)
+    pth = tmp_path / "truncated.pth"
+    torch.save({"x": torch.zeros(1000)}, tmp_path / "full.pth")
+    pth.write_bytes((tmp_path / "full.pth").read_bytes()[:200])
+    with pytest.raises(OSError, match="truncated.pth"):
+        load_weights(model, pth)
+    with pytest.raises(ValueError, match="unknown-tag"):
+        load_weights(model, "unknown-tag")
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path, small_hf):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"model": _RunsCode(str(marker))}, f)
+    with pytest.raises(OSError, match="evil.pth"):
+        load_weights(_keras_like(small_hf), path)
+    assert not marker.exists()
+
+
+def test_keras_weights_files_load(small_hf, tmp_path):
+    source = keras_from_hf(small_hf)
+    source.save_weights(tmp_path / "m.weights.h5")
+    source.save(tmp_path / "m.keras")
+    images = random_inputs((1, 48, 48, 3))
+    for name in ("m.weights.h5", "m.keras"):
+        target = _keras_like(small_hf, weights=tmp_path / name)
+        np.testing.assert_array_equal(target(images), source(images))
+
+
+@pytest.mark.slow
+def test_imagenet_preset_resolves_through_the_hub_cache(tmp_path):
+    """A real timm-layout checkpoint placed in a temporary Hugging Face cache, offline."""
+    hf = hf_reference(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, num_labels=1000)
+    snapshot = tmp_path / "hub" / "models--timm--swin_tiny_patch4_window7_224.ms_in1k"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text(commit)
+    (snapshot / "snapshots" / commit).mkdir(parents=True)
+    save_file(timm_state_dict(official_state_dict(hf_state_dict(hf))), str(snapshot / "snapshots" / commit / "model.safetensors"))
+    images = random_inputs((1, 224, 224, 3))
+    np.save(tmp_path / "x.npy", images)
+    np.save(tmp_path / "y.npy", hf_outputs(hf, images)[0])
+    code = f"""
+        import numpy as np, keras_swin
+        model = keras_swin.SwinT(weights="imagenet", include_preprocessing=False, classifier_activation=None)
+        y = np.asarray(model(np.load({str(tmp_path / "x.npy")!r})))
+        print("maxdiff", float(np.abs(y - np.load({str(tmp_path / "y.npy")!r})).max()))
+    """
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    assert float(run_python(code, env=env).split("maxdiff")[-1]) <= 1e-4
+    # Not in the cache while offline: a clear OSError naming the repository.
+    missing = run_python(
+        """
+        import keras_swin
+        try:
+            keras_swin.SwinS(weights="in22k")
+        except OSError as error:
+            print("error:", error)
+        """,
+        env=env,
+    )
+    assert "timm/swin_small_patch4_window7_224.ms_in22k" in missing and "HF_HUB_OFFLINE" in missing
+
+
+def test_sha256_mismatch_is_an_error(tmp_path):
+    from keras_swin.presets import verify_sha256
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"swin")
+    verify_sha256(path, hashlib.sha256(b"swin").hexdigest())
+    with pytest.raises(OSError, match="Checksum mismatch"):
+        verify_sha256(path, "0" * 64)
