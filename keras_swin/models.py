@@ -34,7 +34,7 @@ BASE_DOCSTRING = """Instantiates the {variant} architecture (Liu et al., 2021).
 """
 
 
-def _build(
+def build_model(
     variant,
     include_top=True,
     weights=None,
@@ -48,6 +48,9 @@ def _build(
     drop_path_rate=None,
     name=None,
 ):
+    """Builds the named variant ("swin_t", "swin_s", "swin_b" or "swin_l"); see `SwinT`."""
+    if variant not in MODEL_CONFIGS:
+        raise ValueError(f"Unknown model '{variant}'; expected one of {sorted(MODEL_CONFIGS)}.")
     config = dict(MODEL_CONFIGS[variant])
     if drop_path_rate is not None:
         config["drop_path_rate"] = drop_path_rate
@@ -67,19 +70,19 @@ def _build(
 
 
 def SwinT(**kwargs):
-    return _build("swin_t", **kwargs)
+    return build_model("swin_t", **kwargs)
 
 
 def SwinS(**kwargs):
-    return _build("swin_s", **kwargs)
+    return build_model("swin_s", **kwargs)
 
 
 def SwinB(**kwargs):
-    return _build("swin_b", **kwargs)
+    return build_model("swin_b", **kwargs)
 
 
 def SwinL(**kwargs):
-    return _build("swin_l", **kwargs)
+    return build_model("swin_l", **kwargs)
 
 
 for _factory, _variant in ((SwinT, "swin_t"), (SwinS, "swin_s"), (SwinB, "swin_b"), (SwinL, "swin_l")):

@@ -253,3 +253,32 @@ def test_sha256_mismatch_is_an_error(tmp_path):
     verify_sha256(path, hashlib.sha256(b"swin").hexdigest())
     with pytest.raises(OSError, match="Checksum mismatch"):
         verify_sha256(path, "0" * 64)
+
+
+@pytest.mark.slow
+def test_cli_convert_reports_parity(tmp_path):
+    import subprocess
+    import sys
+
+    hf = hf_reference(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, num_labels=1000)
+    src = tmp_path / "swin_tiny.pth"
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in official_state_dict(hf_state_dict(hf)).items()}}, src)
+    dst = tmp_path / "out" / "swin_t.weights.h5"
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_swin.cli", "convert", str(src), str(dst), "--arch", "swin_t"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "official layout" in result.stdout
+    parity = dict(
+        item.strip().split(" ") for item in result.stdout.split("(max abs diff, fp32): ")[1].strip().split(",")
+    )
+    assert float(parity["features"]) <= 1e-4 and float(parity["outputs"]) <= 1e-4
+    model = keras_swin.SwinT(weights=dst)
+    images = random_inputs((1, 224, 224, 3)) * 50 + 120
+    assert np.asarray(model(images)).shape == (1, 1000)
+    bad = subprocess.run(
+        [sys.executable, "-m", "keras_swin.cli", "convert", str(src), str(tmp_path / "x.weights.h5"), "--arch", "swin_s"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert bad.returncode == 2 and "missing keys" in bad.stderr
