@@ -41,6 +41,15 @@ def huggingface_reference(model, state):
     import torch
     from transformers import SwinConfig, SwinForImageClassification
 
+    from keras_swin.weights import resize_bias_table
+
+    side = 2 * model.window_size - 1
+    state = {
+        k: resize_bias_table(v, model.window_size)
+        if k.endswith("relative_position_bias_table") and v.shape[0] != side * side
+        else v
+        for k, v in state.items()
+    }
     classes = state["head.weight"].shape[0] if "head.weight" in state else 1
     config = SwinConfig(
         patch_size=model.patch_size,
