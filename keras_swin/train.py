@@ -1,0 +1,354 @@
+"""The training recipe: AdamW with decay exclusions, warmup-cosine, label smoothing,
+gradient clipping, drop path, optional layer-wise LR decay and two-phase transfer learning.
+
+`train(TrainConfig(...))` is what `keras-swin train` runs.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_swin import data as data_lib
+from keras_swin.backbone import SwinTransformer
+from keras_swin.models import MODEL_CONFIGS, build_model
+
+logger = logging.getLogger("keras_swin")
+
+# Small configs for CPUs and small images; the four paper models are in MODEL_CONFIGS.
+SMALL_CONFIGS = {
+    "swin_digits": dict(
+        patch_size=2, embed_dim=48, depths=(2, 2, 2), num_heads=(3, 6, 12), window_size=4,
+        drop_path_rate=0.1, image_size=32,
+    ),
+    "swin_nano": dict(
+        patch_size=2, embed_dim=32, depths=(1, 1), num_heads=(2, 4), window_size=4,
+        drop_path_rate=0.0, image_size=16,
+    ),
+}
+MODEL_NAMES = tuple(SMALL_CONFIGS) + tuple(MODEL_CONFIGS)
+# Variables without weight decay: biases, norm scales/offsets, relative position bias tables.
+NO_DECAY_NAMES = ("bias", "gamma", "beta", "relative_position_bias_table")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    data: str = "digits"
+    data_dir: str = None
+    model: str = "swin_digits"
+    weights: str = None
+    image_size: int = None
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    min_learning_rate: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: int = 3
+    label_smoothing: float = 0.1
+    clipnorm: float = 5.0
+    drop_path_rate: float = None
+    layer_decay: float = None
+    freeze_backbone_epochs: int = 0
+    augment: str = "light"
+    flip: bool = False
+    random_resized_crop: bool = False
+    mixup: bool = False
+    cutmix: bool = False
+    mixed_precision: str = "off"
+    jit_compile: bool = True
+    strategy: str = "auto"
+    seed: int = 0
+    output: str = "saved_models/swin_digits"
+    resume: bool = False
+    export: bool = True
+    version: int = 1
+    verbose: int = 1
+
+
+def check_config(config):
+    if config.model not in MODEL_NAMES:
+        raise ValueError(f"Unknown model {config.model!r}; expected one of {list(MODEL_NAMES)}.")
+    if config.mixed_precision not in ("off", "float16", "bfloat16"):
+        raise ValueError(
+            f"--mixed-precision must be off, float16 or bfloat16; received {config.mixed_precision!r}."
+        )
+    if config.strategy not in ("auto", "mirrored"):
+        raise ValueError(f"--strategy must be auto or mirrored; received {config.strategy!r}.")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError(
+            f"--epochs and --batch-size must be >= 1; received {config.epochs} and {config.batch_size}."
+        )
+    if not 0 <= config.freeze_backbone_epochs < config.epochs:
+        raise ValueError(
+            f"--freeze-backbone-epochs must be in [0, epochs={config.epochs}); received "
+            f"{config.freeze_backbone_epochs}."
+        )
+    if config.freeze_backbone_epochs and not config.weights:
+        raise ValueError("--freeze-backbone-epochs needs --weights (a pretrained backbone).")
+    output = os.path.abspath(config.output)
+    try:
+        os.makedirs(output, exist_ok=True)
+        probe = os.path.join(output, ".write_test")
+        with open(probe, "w") as f:
+            f.write("")
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(f"--output {config.output!r} is not writable: {error}") from error
+
+
+def image_size_of(config):
+    if config.image_size:
+        return config.image_size
+    return SMALL_CONFIGS[config.model]["image_size"] if config.model in SMALL_CONFIGS else 224
+
+
+def create_model(config, num_classes):
+    """The classifier for `config.model` with `num_classes` outputs."""
+    size = image_size_of(config)
+    common = dict(
+        include_top=True, classes=num_classes, input_shape=(size, size, 3), name=config.model,
+    )
+    if config.model in SMALL_CONFIGS:
+        settings = {k: v for k, v in SMALL_CONFIGS[config.model].items() if k != "image_size"}
+        if config.drop_path_rate is not None:
+            settings["drop_path_rate"] = config.drop_path_rate
+        model = SwinTransformer(**settings, **common)
+    else:
+        model = build_model(config.model, drop_path_rate=config.drop_path_rate, **common)
+    if config.weights:
+        from keras_swin.weights import load_weights
+
+        load_weights(model, config.weights)
+    return model
+
+
+def layerwise_multipliers(model, layer_decay):
+    """Learning-rate multipliers `decay ** (depth - layer_id)`: the embedding gets the
+    smallest, each block one more step, the final norm and head 1."""
+    num_layers = sum(model.depths) + 1
+    multipliers = {}
+    block_index = 0
+    for layer in model.layers:
+        if layer.name == "patch_embedding":
+            layer_id = 0
+        elif "_block" in layer.name:
+            block_index += 1
+            layer_id = block_index
+        elif "_merging" in layer.name:
+            layer_id = block_index
+        else:
+            layer_id = num_layers
+        for variable in layer.trainable_weights:
+            multipliers[variable.path] = layer_decay ** (num_layers - layer_id)
+    return multipliers
+
+
+@keras.saving.register_keras_serializable(package="keras_swin")
+class LayerwiseAdamW(keras.optimizers.AdamW):
+    """AdamW whose learning rate is scaled per variable by `lr_multipliers[path]`."""
+
+    def __init__(self, lr_multipliers=None, **kwargs):
+        super().__init__(**kwargs)
+        self.lr_multipliers = dict(lr_multipliers or {})
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self.lr_multipliers.get(variable.path, 1.0)
+        super().update_step(gradient, variable, learning_rate * scale)
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+
+
+def create_optimizer(config, model, steps_per_epoch):
+    """AdamW with warmup-cosine, clipping and no decay on biases, norms and bias tables."""
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    warmup_steps = min(config.warmup_epochs * steps_per_epoch, total_steps - 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.min_learning_rate,
+        decay_steps=total_steps - warmup_steps,
+        alpha=config.min_learning_rate / config.learning_rate,
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup_steps,
+    )
+    kwargs = dict(learning_rate=schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm)
+    if config.layer_decay:
+        optimizer = LayerwiseAdamW(layerwise_multipliers(model, config.layer_decay), **kwargs)
+    else:
+        optimizer = keras.optimizers.AdamW(**kwargs)
+    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+    return optimizer
+
+
+def _compile(model, config, steps_per_epoch):
+    model.compile(
+        optimizer=create_optimizer(config, model, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=config.jit_compile,
+    )
+
+
+def _set_backbone_trainable(model, trainable):
+    for layer in model.layers:
+        if layer.name != "predictions":
+            layer.trainable = trainable
+
+
+def _strategy(config):
+    if config.strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _plot_curves(history, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for prefix in ("", "val_"):
+            if prefix + metric in history:
+                axis.plot(np.arange(1, len(history[prefix + metric]) + 1), history[prefix + metric],
+                          label=(prefix or "train_") + metric)
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _plot_confusion(matrix, class_names, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4, 0.5 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(class_names)), class_names, rotation=90)
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for (row, col), count in np.ndenumerate(matrix):
+        axis.text(col, row, int(count), ha="center", va="center", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _evaluate(model, dataset, num_classes):
+    labels, predictions = [], []
+    for images, one_hot in dataset:
+        predictions.append(np.argmax(model.predict_on_batch(images), axis=-1))
+        labels.append(np.argmax(one_hot.numpy(), axis=-1))
+    labels, predictions = np.concatenate(labels), np.concatenate(predictions)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def _history_from_csv(path):
+    import csv
+
+    history = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key != "epoch":
+                    history.setdefault(key, []).append(float(value))
+    return history
+
+
+def train(config):
+    """Trains, evaluates and exports a Swin classifier. Returns the metrics dict."""
+    check_config(config)
+    output = os.path.abspath(config.output)
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision != "off":
+        keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
+
+    size = image_size_of(config)
+    splits = data_lib.load_data(config.data, size, config.data_dir, config.seed)
+    num_classes = len(splits.class_names)
+    train_ds = data_lib.make_pipeline(
+        splits.train, num_classes, config.batch_size, training=True, image_size=size,
+        augment=config.augment, flip=config.flip, resized_crop=config.random_resized_crop,
+        mixup=config.mixup, cutmix=config.cutmix, seed=config.seed,
+    )
+    validation_ds = data_lib.make_pipeline(splits.validation, num_classes, config.batch_size)
+    test_ds = data_lib.make_pipeline(splits.test, num_classes, config.batch_size)
+    steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1).numpy())
+
+    with _strategy(config).scope():
+        model = create_model(config, num_classes)
+        if config.freeze_backbone_epochs:
+            _set_backbone_trainable(model, False)
+        _compile(model, config, steps_per_epoch)
+
+    backup_dir = os.path.join(output, "backup")
+    if not config.resume and os.path.isdir(backup_dir):
+        shutil.rmtree(backup_dir)
+    best_path = os.path.join(output, "best.keras")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
+        keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", save_best_only=True),
+        keras.callbacks.CSVLogger(os.path.join(output, "history.csv"), append=config.resume),
+        keras.callbacks.TensorBoard(os.path.join(output, "logs")),
+    ]
+    os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
+
+    start = time.perf_counter()
+    phase_one = config.freeze_backbone_epochs
+    if phase_one:
+        model.fit(train_ds, validation_data=validation_ds, epochs=phase_one,
+                  callbacks=callbacks, verbose=config.verbose)
+        _set_backbone_trainable(model, True)
+        _compile(model, config, steps_per_epoch)
+    model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs, initial_epoch=phase_one,
+              callbacks=callbacks, verbose=config.verbose)
+    train_seconds = time.perf_counter() - start
+
+    best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
+    best.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+    test_loss, test_accuracy = best.evaluate(test_ds, verbose=0)
+    matrix = _evaluate(best, test_ds, num_classes)
+    per_class = {
+        name: float(matrix[i, i] / max(1, matrix[i].sum())) for i, name in enumerate(splits.class_names)
+    }
+    metrics = {
+        "model": config.model,
+        "data": config.data,
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "per_class_accuracy": per_class,
+        "train_seconds": round(train_seconds, 1),
+        "epochs": config.epochs,
+        "parameters": int(best.count_params()),
+        "skipped_files": splits.skipped_files,
+        "class_names": splits.class_names,
+    }
+    _plot_curves(_history_from_csv(os.path.join(output, "history.csv")), os.path.join(output, "training_curves.png"))
+    _plot_confusion(matrix, splits.class_names, os.path.join(output, "confusion_matrix.png"))
+
+    if config.export:
+        from keras_swin import export
+
+        export.to_saved_model(best, os.path.join(output, "serving"), name=config.model,
+                              version=config.version, class_names=splits.class_names)
+        metrics["tflite_bytes"] = export.to_tflite(best, os.path.join(output, f"{config.model}.tflite"))
+    with open(os.path.join(output, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    if config.mixed_precision != "off":
+        keras.mixed_precision.set_global_policy("float32")
+    return metrics
