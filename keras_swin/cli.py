@@ -1,4 +1,4 @@
-"""The `keras-swin` command: convert checkpoints (and the other jobs as they land)."""
+"""The `keras-swin` command: train, export, convert and benchmark."""
 
 import argparse
 import os
@@ -48,6 +48,63 @@ def _convert(args):
           + ", ".join(f"{k} {v:.2e}" for k, v in parity.items()))
 
 
+def _train(args):
+    from keras_swin.train import TrainConfig, train
+
+    fields = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
+    config = TrainConfig(**fields)
+    metrics = train(config)
+    print()
+    print(f"model {metrics['model']} ({metrics['parameters']:,} parameters) on {metrics['data']}")
+    if metrics["skipped_files"]:
+        print(f"skipped corrupt files: {metrics['skipped_files']}")
+    print(f"training time: {metrics['train_seconds']:.1f} s for {metrics['epochs']} epochs")
+    print(f"test accuracy: {100 * metrics['test_accuracy']:.2f}%  test loss: {metrics['test_loss']:.4f}")
+    print(f"outputs in {args.output}: best.keras, metrics.json, training_curves.png, "
+          f"confusion_matrix.png{', serving/, ' + metrics['model'] + '.tflite' if config.export else ''}")
+
+
+def _export(args):
+    import keras
+    import numpy as np
+
+    import keras_swin  # noqa: F401  (registers the classes for safe loading)
+    from keras_swin import export
+
+    if not os.path.isfile(args.model):
+        raise OSError(f"No model file at '{args.model}'.")
+    model = keras.saving.load_model(args.model, safe_mode=True, compile=False)
+    class_names = None
+    metrics_path = os.path.join(os.path.dirname(os.path.abspath(args.model)), "metrics.json")
+    if os.path.isfile(metrics_path):
+        import json
+
+        class_names = json.load(open(metrics_path)).get("class_names")
+    name = args.name or model.name
+    if args.format in ("savedmodel", "all"):
+        path = export.to_saved_model(model, os.path.join(args.output, "serving"), name=name,
+                                     version=args.version, class_names=class_names)
+        print(f"SavedModel: {path}")
+    if args.format in ("tflite", "all"):
+        representative = None
+        if args.representative_data:
+            representative = np.load(args.representative_data)
+        suffix = "" if args.quantize == "none" else f"_{args.quantize}"
+        path = os.path.join(args.output, f"{name}{suffix}.tflite")
+        size = export.to_tflite(model, path, quantize=args.quantize, representative_data=representative)
+        print(f"TFLite: {path} ({size / 1e6:.2f} MB)")
+
+
+def _benchmark(args):
+    import runpy
+
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench.py")
+    if not os.path.isfile(bench):
+        raise OSError(f"benchmarks/bench.py not found next to the package ({bench}); run from a checkout.")
+    sys.argv = [bench] + args.bench_args
+    runpy.run_path(bench, run_name="__main__")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-swin", description="Swin Transformer for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +116,55 @@ def build_parser():
     convert.add_argument("--classes", type=int, default=None, help="default: the checkpoint's")
     convert.add_argument("--no-top", action="store_true", help="drop the classifier head")
     convert.set_defaults(run=_convert)
+
+    from keras_swin.train import MODEL_NAMES, TrainConfig
+
+    defaults = TrainConfig()
+    train = commands.add_parser("train", help="train or fine-tune a Swin classifier")
+    train.add_argument("--data", default=defaults.data, help="digits | tfds:NAME[:SPLITS] | PATH")
+    train.add_argument("--data-dir", default=None, help="tensorflow-datasets data dir")
+    train.add_argument("--model", default=defaults.model, choices=MODEL_NAMES)
+    train.add_argument("--weights", default=None, help="PATH or imagenet")
+    train.add_argument("--image-size", type=int, default=None)
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    train.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs)
+    train.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    train.add_argument("--clipnorm", type=float, default=defaults.clipnorm)
+    train.add_argument("--drop-path-rate", type=float, default=None)
+    train.add_argument("--layer-decay", type=float, default=None, help="layer-wise LR decay, e.g. 0.9")
+    train.add_argument("--freeze-backbone-epochs", type=int, default=0)
+    train.add_argument("--augment", default=defaults.augment, choices=("light", "randaugment", "none"))
+    train.add_argument("--flip", action="store_true")
+    train.add_argument("--random-resized-crop", action="store_true")
+    train.add_argument("--mixup", action="store_true")
+    train.add_argument("--cutmix", action="store_true")
+    train.add_argument("--mixed-precision", default="off", choices=("off", "float16", "bfloat16"))
+    train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=defaults.jit_compile)
+    train.add_argument("--strategy", default="auto", choices=("auto", "mirrored"))
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--output", default=defaults.output)
+    train.add_argument("--resume", action="store_true")
+    train.add_argument("--export", action=argparse.BooleanOptionalAction, default=True)
+    train.add_argument("--version", type=int, default=1)
+    train.add_argument("--verbose", type=int, default=1)
+    train.set_defaults(run=_train)
+
+    exporter = commands.add_parser("export", help="export a .keras model to SavedModel and/or TFLite")
+    exporter.add_argument("model", help="a .keras file")
+    exporter.add_argument("--format", default="all", choices=("savedmodel", "tflite", "all"))
+    exporter.add_argument("--output", required=True)
+    exporter.add_argument("--name", default=None)
+    exporter.add_argument("--version", type=int, default=1)
+    exporter.add_argument("--quantize", default="none", choices=("none", "float16", "dynamic", "int8"))
+    exporter.add_argument("--representative-data", default=None, help=".npy of images (N, H, W, 3)")
+    exporter.set_defaults(run=_export)
+
+    bench = commands.add_parser("benchmark", help="run benchmarks/bench.py")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(run=_benchmark)
     return parser
 
 

@@ -202,7 +202,9 @@ def _set_backbone_trainable(model, trainable):
 
 def _strategy(config):
     if config.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # All GPUs when there are any, else every logical CPU device.
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     return tf.distribute.get_strategy()
 
 

@@ -1,0 +1,196 @@
+"""Training: data sources, the recipe, mixed precision, distribution, resume and the CLI."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from harness import REPO_ROOT, run_python
+from keras_swin import data as data_lib
+from keras_swin.train import NO_DECAY_NAMES, TrainConfig, create_model, create_optimizer, train
+
+NANO = dict(model="swin_nano", batch_size=32, augment="none", jit_compile=False, export=False, verbose=0)
+
+
+def cli(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_swin.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def write_image_folder(root, classes=("cat", "dog", "owl"), per_class=10):
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(classes):
+        os.makedirs(root / name)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)
+            if i == 0:
+                encoded = tf.io.encode_png(pixels[..., :1])  # grayscale
+            elif i == 1:
+                encoded = tf.io.encode_png(np.concatenate([pixels, pixels[..., :1]], -1))  # RGBA
+            else:
+                encoded = tf.io.encode_jpeg(pixels)
+            (root / name / f"{i}.{'png' if i < 2 else 'jpg'}").write_bytes(encoded.numpy())
+    (root / classes[0] / "broken.jpg").write_bytes(b"\xff\xd8\xff this is not a jpeg")
+
+
+def test_image_folder_skips_corrupt_files_and_converts_to_rgb(tmp_path):
+    write_image_folder(tmp_path)
+    splits = data_lib.load_folder(str(tmp_path), image_size=16, seed=0)
+    assert splits.skipped_files == 1
+    assert splits.class_names == ["cat", "dog", "owl"]
+    examples = [e for d in (splits.train, splits.validation, splits.test) for e in d]
+    assert len(examples) == 30
+    assert all(image.shape == (16, 16, 3) and image.dtype == tf.float32 for image, _ in examples)
+    test_labels = sorted(int(label) for _, label in splits.test)
+    assert test_labels == [0, 0, 1, 1, 2, 2]  # stratified 20%
+
+
+def test_tfds_source_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        splits = data_lib.load_data("tfds:mnist", image_size=16)
+        image, label = next(iter(splits.train))
+    assert splits.class_names == [str(i) for i in range(10)]
+    assert image.shape == (16, 16, 3) and label.dtype == tf.int32
+
+
+def test_digits_are_the_real_sklearn_digits():
+    splits = data_lib.load_digits(image_size=32, seed=3)
+    sizes = [sum(1 for _ in d) for d in (splits.train, splits.validation, splits.test)]
+    assert sum(sizes) == 1797 and sizes[2] == 360
+    images = np.stack([image for image, _ in splits.test])
+    assert images.shape[1:] == (32, 32, 3) and 0 <= images.min() and images.max() <= 255.0
+
+
+def test_weight_decay_excludes_biases_norms_and_bias_tables():
+    config = TrainConfig(**NANO)
+    model = create_model(config, num_classes=3)
+    optimizer = create_optimizer(config, model, steps_per_epoch=10)
+    optimizer.build(model.trainable_variables)
+    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    for variable in model.trainable_variables:
+        excluded = any(name in variable.name for name in NO_DECAY_NAMES)
+        assert (variable.path in decayed) != excluded, variable.path
+    assert any("relative_position_bias_table" in v.path for v in model.trainable_variables)
+    assert any(p.endswith("qkv/kernel") for p in decayed)
+
+
+def test_layerwise_decay_multipliers():
+    from keras_swin.train import layerwise_multipliers
+
+    model = create_model(TrainConfig(**NANO), num_classes=3)
+    multipliers = layerwise_multipliers(model, 0.5)
+    embedding = [v for k, v in multipliers.items() if k.startswith("patch_embedding")]
+    head = [v for k, v in multipliers.items() if k.startswith("predictions")]
+    assert set(embedding) == {0.5**3} and set(head) == {1.0}
+
+
+def test_short_fit_lowers_loss_and_is_deterministic(tmp_path):
+    config = dict(NANO, epochs=4, learning_rate=3e-3, warmup_epochs=1)
+    first = train(TrainConfig(**config, output=str(tmp_path / "a")))
+    second = train(TrainConfig(**config, output=str(tmp_path / "b")))
+    with open(tmp_path / "a" / "history.csv") as f:
+        losses = [float(row["loss"]) for row in csv.DictReader(f)]
+    assert losses[-1] < losses[0]
+    assert first["test_loss"] == second["test_loss"]
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_mixed_precision_fit_has_no_nan(tmp_path, precision):
+    metrics = train(TrainConfig(**dict(NANO, epochs=2), mixed_precision=precision, output=str(tmp_path)))
+    assert keras.config.dtype_policy().name == "float32"  # restored afterwards
+    with open(tmp_path / "history.csv") as f:
+        assert all(np.isfinite(float(row["loss"])) for row in csv.DictReader(f))
+    assert np.isfinite(metrics["test_loss"])
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    out = run_python(
+        f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from keras_swin.train import TrainConfig, train, _strategy
+        config = TrainConfig(model="swin_nano", epochs=1, batch_size=32, augment="none", jit_compile=False,
+                             export=False, verbose=0, strategy="mirrored", output={str(tmp_path)!r})
+        print("replicas", _strategy(config).num_replicas_in_sync)
+        print("accuracy", train(config)["test_accuracy"])
+        """
+    )
+    assert "replicas 2" in out and "accuracy" in out
+
+
+def _epochs_logged(path):
+    if not path.exists():
+        return 0
+    with open(path) as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def test_resume_after_kill_finishes_all_epochs(tmp_path):
+    args = ["train", "--model", "swin_nano", "--epochs", "8", "--batch-size", "16", "--augment", "none",
+            "--no-jit-compile", "--no-export", "--verbose", "0", "--output", str(tmp_path)]
+    process = subprocess.Popen([sys.executable, "-m", "keras_swin.cli", *args], cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while _epochs_logged(tmp_path / "history.csv") < 2 and time.time() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = _epochs_logged(tmp_path / "history.csv")
+    assert 2 <= done < 8
+    result = cli(*args, "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "history.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    # Nothing before the kill is redone except, at most, the epoch it interrupted.
+    assert epochs[-1] == 7 and len(epochs) <= 9 and sorted(set(epochs)) == list(range(8))
+
+
+def test_cli_end_to_end_writes_every_output(tmp_path):
+    result = cli("train", "--model", "swin_nano", "--epochs", "2", "--batch-size", "64",
+                 "--output", str(tmp_path), "--verbose", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test accuracy:" in result.stdout and "training time:" in result.stdout
+    for name in ("best.keras", "metrics.json", "training_curves.png", "confusion_matrix.png",
+                 "history.csv", "swin_nano.tflite", "serving/swin_nano/1/saved_model.pb",
+                 "checkpoints/last.keras"):
+        assert (tmp_path / name).is_file(), name
+    assert os.listdir(tmp_path / "logs")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["per_class_accuracy"]) == {str(i) for i in range(10)}
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_loss"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "imagenet21k"], "Unknown dataset"),
+        (["--model", "swin_xxl"], "invalid choice"),
+        (["--data", "{empty}"], "at least 2 classes"),
+        (["--data", "{single}"], "at least 2 classes"),
+        (["--output", "/proc/keras_swin_out"], "not writable"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_a_message(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "single" / "only").mkdir(parents=True)
+    tf.io.write_file(str(tmp_path / "single" / "only" / "a.png"), tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)))
+    args = [a.format(empty=tmp_path / "empty", single=tmp_path / "single") for a in args]
+    if "--output" not in args:
+        args += ["--output", str(tmp_path / "out")]
+    result = cli("train", "--model", "swin_nano", "--epochs", "1", *args)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
