@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job: train the small Swin on the embedded digits data, then evaluate and export it.
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	$(VENV)/bin/keras-swin train
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q tests

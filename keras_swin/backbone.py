@@ -236,6 +236,23 @@ class SwinTransformer(keras.Model):
 
             load_weights(self, weights)
 
+    def _resolve_auto_jit_compile(self):
+        """What `jit_compile="auto"` (the default of `compile`, `fit` and `predict`) means.
+
+        On a TensorFlow CPU the Keras default is no XLA, but for this model XLA is faster in
+        float32: it fuses the LayerNorm, GELU, bias, mask and residual element-wise work
+        that otherwise makes one memory pass per op (benchmarks/RESULTS.md). In float16 and
+        bfloat16 it is slower on a CPU, because XLA:CPU has no half-precision matmul
+        kernels, so those keep oneDNN's. Other devices and backends keep Keras's choice.
+        """
+        if keras.backend.backend() == "tensorflow" and not self._distribute_strategy:
+            import tensorflow as tf
+
+            cpu_only = not [d for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
+            if cpu_only:
+                return self.dtype_policy.compute_dtype == "float32"
+        return super()._resolve_auto_jit_compile()
+
     def get_config(self):
         return {
             "patch_size": self.patch_size,

@@ -207,3 +207,16 @@ def test_bad_model_arguments(kwargs, message):
 def test_bad_input_rank_at_call():
     with pytest.raises(ValueError):
         tiny()(random_inputs((32, 32, 3)))
+
+
+def test_xla_is_the_cpu_default_in_float32_only():
+    model = tiny(include_top=True, classes=3)
+    model.compile(loss="sparse_categorical_crossentropy")  # jit_compile="auto"
+    assert model.jit_compile is True
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    half = tiny(include_top=True, classes=3)
+    half.compile(loss="sparse_categorical_crossentropy")
+    assert half.jit_compile is False
+    explicit = tiny(include_top=True, classes=3)
+    explicit.compile(loss="sparse_categorical_crossentropy", jit_compile=True)
+    assert explicit.jit_compile is True

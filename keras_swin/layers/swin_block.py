@@ -136,13 +136,21 @@ class SwinBlock(keras.layers.Layer):
             x = swin_ops.reverse_cyclic_shift(x, shift)
         return x[:, :height, :width]
 
+    def _mlp(self, x, training):
+        """The MLP on `(B, H, W, C)`, run on `(B * H * W, C)` rows: a 2D Dense is a plain
+        matmul, which graph optimisers fuse with its bias add and GELU (a Dense on a 4D
+        input goes through a reshaping tensordot that blocks that fusion)."""
+        shape = ops.shape(x)
+        rows = ops.reshape(x, (-1, x.shape[-1]))
+        hidden = ops.gelu(self.mlp_fc1(self.norm2(rows)), approximate=False)
+        hidden = self.mlp_dropout(hidden, training=training)
+        hidden = self.mlp_dropout(self.mlp_fc2(hidden), training=training)
+        return ops.reshape(hidden, shape)
+
     def call(self, x, training=None):
         attended = self._attend(self.norm1(x), training)
         x = x + self.drop_path(attended, training=training)
-        hidden = ops.gelu(self.mlp_fc1(self.norm2(x)), approximate=False)
-        hidden = self.mlp_dropout(hidden, training=training)
-        hidden = self.mlp_dropout(self.mlp_fc2(hidden), training=training)
-        return x + self.drop_path(hidden, training=training)
+        return x + self.drop_path(self._mlp(x, training), training=training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -125,7 +125,9 @@ class WindowAttention(keras.layers.Layer):
         window_h, window_w = window_shape if window_shape is not None else self.window_size
         tokens = ops.shape(x)[1]
         channels = x.shape[-1]
-        qkv = ops.reshape(self.qkv(x), (-1, tokens, 3, self.num_heads, self.head_dim))
+        # Dense layers on 2D rows: a plain matmul that fuses with its bias add.
+        qkv = self.qkv(ops.reshape(x, (-1, channels)))
+        qkv = ops.reshape(qkv, (-1, tokens, 3, self.num_heads, self.head_dim))
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
         query, key, value = qkv[0], qkv[1], qkv[2]
 
@@ -141,8 +143,9 @@ class WindowAttention(keras.layers.Layer):
         weights = self.attention_dropout(weights, training=training)
 
         out = ops.matmul(weights, value)
-        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, tokens, channels))
-        return self.projection_dropout(self.projection(out), training=training)
+        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, channels))
+        out = self.projection_dropout(self.projection(out), training=training)
+        return ops.reshape(out, (-1, tokens, channels))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
