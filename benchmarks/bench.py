@@ -1,13 +1,16 @@
 """keras_swin against the PyTorch reference (Hugging Face transformers Swin), on this machine.
 
-Every figure is measured in a fresh worker process (so peak memory is per measurement),
-keras_swin and PyTorch workers alternate, each measurement is repeated `--rounds` times
-and the median is reported. Writes `benchmarks/RESULTS.md` (and a scaling plot) unless
-`--no-write`.
+Every figure is measured in a fresh worker process, so that peak memory belongs to one
+measurement. keras_swin and PyTorch workers alternate within each round, every measurement
+is repeated `--rounds` times and the median is reported. Models are built with their
+defaults (keras_swin: `keras_swin.SwinT()`, whose `jit_compile="auto"` picks XLA in float32
+on a CPU; PyTorch: eager, `torch.autocast` for bf16).
 
-    python benchmarks/bench.py                 # the full run (tens of minutes on 2 cores)
-    python benchmarks/bench.py --quick         # SwinT 224 batch-16 predict only
+    python benchmarks/bench.py                 # everything; writes RESULTS.md and scaling.png
+    python benchmarks/bench.py --quick         # SwinT 224 batch-16 predict fp32, both sides
     python benchmarks/bench.py --smoke         # tiny sizes, for the test suite
+
+Also `keras-swin benchmark [ARGS]`.
 """
 
 import argparse
@@ -15,14 +18,16 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
+SCALING_SIZES = (224, 448, 896)
+TFLITE_VARIANTS = ("none", "float16", "dynamic", "int8")
 
 
 # --------------------------------------------------------------------------- workers
@@ -31,91 +36,116 @@ REPO_ROOT = os.path.dirname(HERE)
 def _images(batch, height, width, seed=0):
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    return rng.uniform(0, 255, (batch, height, width, 3)).astype("float32")
+    return np.random.default_rng(seed).uniform(0, 255, (batch, height, width, 3)).astype("float32")
+
+
+def _rss_mb(field):
+    """VmRSS (current) or VmHWM (peak) of this process, in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _timed(fn, warmup, iterations):
+    """Median seconds of one call after `warmup` calls."""
     for _ in range(warmup):
         fn()
-    start = time.perf_counter()
+    seconds = []
     for _ in range(iterations):
+        start = time.perf_counter()
         fn()
-    return (time.perf_counter() - start) / iterations
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
 
 
-def worker_keras(task):
+def _keras_model(task):
     import keras
-    import numpy as np
 
     import keras_swin
 
     if task.get("precision") == "bf16":
         keras.config.set_dtype_policy("mixed_bfloat16")
-    size, batch = task["size"], task["batch"]
-    config = task.get("config")
-    if config:
-        model = keras_swin.SwinTransformer(**config, input_shape=(size, size, 3))
-    else:
-        model = keras_swin.SwinT(include_top=task.get("include_top", True), input_shape=(size, size, 3))
+    if task.get("config"):
+        return keras_swin.SwinTransformer(**task["config"])
+    return keras_swin.SwinT(include_top=task.get("include_top", True))
+
+
+def worker_keras(task):
+    import numpy as np
+
+    size, batch, kind = task["size"], task["batch"], task["kind"]
+    model = _keras_model(task)
     images = _images(batch, size, size)
-    kind = task["kind"]
+    baseline = _rss_mb("VmRSS")
     if kind == "predict":
-        seconds = _timed(lambda: model.predict(images, batch_size=batch, verbose=0), 1, task["iterations"])
+        seconds = _timed(lambda: model.predict(images, batch_size=batch, verbose=0), 2, task["iterations"])
+    elif kind == "predict_on_batch":
+        seconds = _timed(lambda: model.predict_on_batch(images), 2, task["iterations"])
     elif kind == "call":
         seconds = _timed(lambda: model(images, training=False), 1, task["iterations"])
     elif kind == "fit":
-        labels = np.arange(batch) % model.output.shape[-1]
+        steps = task["iterations"]
+        classes = model.output.shape[-1]
+        labels = np.arange(batch * steps) % classes
+        many = np.concatenate([images] * steps)
         model.compile(optimizer="adamw", loss="sparse_categorical_crossentropy")
-        seconds = _timed(lambda: model.fit(images, labels, batch_size=batch, epochs=1, verbose=0), 1, task["iterations"])
-    elif kind in ("tflite_fp32", "tflite_int8"):
+        model.fit(images, labels[:batch], batch_size=batch, epochs=1, verbose=0)  # compile
+        seconds = _timed(lambda: model.fit(many, labels, batch_size=batch, epochs=1, verbose=0), 0, 1) / steps
+    elif kind == "tflite":
         from ai_edge_litert.interpreter import Interpreter
 
         from keras_swin import export
 
-        path = os.path.join(task["tmp"], f"{kind}.tflite")
-        quantize = "int8" if kind == "tflite_int8" else None
-        export.to_tflite(model, path, quantize=quantize, representative_data=_images(8, size, size, seed=1))
+        path = os.path.join(task["tmp"], f"{task['quantize']}.tflite")
+        representative = _images(8, size, size, seed=1)
+        size_bytes = export.to_tflite(model, path, quantize=task["quantize"],
+                                      representative_data=representative, image_size=(size, size))
         interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
-        interpreter.allocate_tensors()
         index = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(index, images.shape)
+        interpreter.allocate_tensors()
+        output = interpreter.get_output_details()[0]["index"]
 
         def run():
-            interpreter.set_tensor(index, images[:1])
+            interpreter.set_tensor(index, images)
             interpreter.invoke()
+            return interpreter.get_tensor(output)
 
-        seconds = _timed(run, 2, task["iterations"])
-        batch = 1
+        seconds = _timed(run, 1, task["iterations"])
+        return {
+            "seconds": seconds, "images_per_second": batch / seconds, "size_mb": size_bytes / 1e6,
+            **export.compare_tflite(model, path, representative[:4]),
+            "memory_growth_mb": _rss_mb("VmHWM") - baseline,
+        }
     else:
-        raise ValueError(kind)
-    return {"seconds": seconds, "images_per_second": batch / seconds}
+        raise ValueError(f"unknown keras benchmark kind {kind!r}")
+    return {"seconds": seconds, "images_per_second": batch / seconds,
+            "memory_growth_mb": _rss_mb("VmHWM") - baseline}
 
 
 def worker_torch(task):
     import torch
-    from transformers import SwinConfig, SwinForImageClassification, ViTConfig, ViTModel
+    from transformers import SwinConfig, SwinForImageClassification, SwinModel
 
     torch.manual_seed(0)
-    size, batch = task["size"], task["batch"]
-    if task.get("model") == "vit":
-        config = ViTConfig(image_size=size, patch_size=16, hidden_size=384, num_hidden_layers=12,
-                           num_attention_heads=6, intermediate_size=1536)
-        model = ViTModel(config, add_pooling_layer=False)
-    else:
-        config = SwinConfig(image_size=size, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
-                            window_size=7, num_labels=1000)
-        model = SwinForImageClassification(config)
+    size, batch, kind = task["size"], task["batch"], task["kind"]
+    config = SwinConfig(image_size=size, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                        window_size=7, num_labels=1000, drop_path_rate=0.2)
+    model = SwinForImageClassification(config) if task.get("include_top", True) else SwinModel(config)
     pixels = torch.from_numpy(_images(batch, size, size).transpose(0, 3, 1, 2).copy() / 255.0)
     autocast = task.get("precision") == "bf16"
-    if task["kind"] in ("predict", "call"):
+    baseline = _rss_mb("VmRSS")
+    if kind in ("predict", "call", "predict_on_batch"):
         model.eval()
 
         def run():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 model(pixel_values=pixels)
 
-        seconds = _timed(run, 1, task["iterations"])
-    elif task["kind"] == "fit":
+        seconds = _timed(run, 2, task["iterations"])
+    elif kind == "fit":
         model.train()
         optimizer = torch.optim.AdamW(model.parameters())
         labels = torch.arange(batch) % 1000
@@ -129,12 +159,14 @@ def worker_torch(task):
 
         seconds = _timed(run, 1, task["iterations"])
     else:
-        raise ValueError(task["kind"])
-    return {"seconds": seconds, "images_per_second": batch / seconds}
+        raise ValueError(f"unknown torch benchmark kind {kind!r}")
+    return {"seconds": seconds, "images_per_second": batch / seconds,
+            "memory_growth_mb": _rss_mb("VmHWM") - baseline}
 
 
 def worker_keras_vit(task):
-    """A global-attention ViT (patch 16, width 384, 12 layers) in Keras, for scaling."""
+    """A global-attention ViT in Keras (patch 16, width 384, 12 layers, 6 heads: DeiT-S,
+    the paper's counterpart of Swin-T), for the scaling comparison."""
     import keras
 
     size = task["size"]
@@ -149,18 +181,19 @@ def worker_keras_vit(task):
         x = x + keras.layers.Dense(384)(keras.layers.Dense(1536, activation="gelu")(h))
     model = keras.Model(inputs, x)
     images = _images(1, size, size)
-    seconds = _timed(lambda: model.predict(images, verbose=0), 1, task["iterations"])
-    return {"seconds": seconds, "images_per_second": 1 / seconds}
+    baseline = _rss_mb("VmRSS")
+    seconds = _timed(lambda: model.predict_on_batch(images), 2, task["iterations"])
+    return {"seconds": seconds, "images_per_second": 1 / seconds,
+            "memory_growth_mb": _rss_mb("VmHWM") - baseline}
 
 
 WORKERS = {"keras": worker_keras, "torch": worker_torch, "keras_vit": worker_keras_vit}
 
 
 def run_worker(task_json):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     task = json.loads(task_json)
     result = WORKERS[task["worker"]](task)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = _rss_mb("VmHWM")
     print("RESULT " + json.dumps(result))
 
 
@@ -179,78 +212,233 @@ def measure(task, timeout=1800):
     raise RuntimeError(f"benchmark worker failed for {task}:\n{process.stderr[-3000:]}")
 
 
-def measure_alternating(tasks, rounds):
+def measure_alternating(tasks, rounds, log=print):
     """Runs every task `rounds` times, interleaved; returns the median result per task."""
     samples = {name: [] for name in tasks}
-    for _ in range(rounds):
+    for round_index in range(rounds):
         for name, task in tasks.items():
             samples[name].append(measure(task))
-    return {
-        name: {
-            "images_per_second": statistics.median(s["images_per_second"] for s in runs),
-            "seconds": statistics.median(s["seconds"] for s in runs),
-            "peak_rss_mb": max(s["peak_rss_mb"] for s in runs),
-        }
-        for name, runs in samples.items()
-    }
+            log(f"  round {round_index + 1}/{rounds} {name}: "
+                f"{samples[name][-1]['images_per_second']:.2f} img/s")
+    results = {}
+    for name, runs in samples.items():
+        merged = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        merged["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
+        results[name] = merged
+    return results
 
 
 def machine_description():
-    model, flags = "unknown", []
+    model, flags = platform.processor() or "unknown CPU", []
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name") and model == "unknown":
+                if line.startswith("model name"):
                     model = line.split(":", 1)[1].strip()
-                if line.startswith("flags") and not flags:
-                    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
+                elif line.startswith("flags"):
+                    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
                     flags = [f for f in line.split(":", 1)[1].split() if f in wanted]
+                    break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} cores ({' '.join(flags) or 'flags unknown'}), {platform.system()} {platform.machine()}"
+    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(flags) or 'unknown'}"
+
+
+def versions():
+    import importlib.metadata as metadata
+
+    names = ("tensorflow", "keras", "torch", "transformers", "ai-edge-litert")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return f"Python {platform.python_version()}, " + ", ".join(found)
+
+
+def headline_tasks(iterations):
+    tasks = {}
+    for precision in ("fp32", "bf16"):
+        for batch in (16, 1):
+            its = iterations if batch == 16 else 4 * iterations
+            for kind in ("predict", "call"):
+                tasks[f"keras {kind} {precision} b{batch}"] = dict(
+                    worker="keras", kind=kind, size=224, batch=batch, iterations=its, precision=precision)
+            tasks[f"torch eager {precision} b{batch}"] = dict(
+                worker="torch", kind="predict", size=224, batch=batch, iterations=its, precision=precision)
+        tasks[f"keras fit {precision} b16"] = dict(
+            worker="keras", kind="fit", size=224, batch=16, iterations=iterations, precision=precision)
+        tasks[f"torch fit {precision} b16"] = dict(
+            worker="torch", kind="fit", size=224, batch=16, iterations=iterations, precision=precision)
+    return tasks
+
+
+def tflite_tasks(iterations, tmp):
+    return {
+        f"tflite {quantize} b1": dict(worker="keras", kind="tflite", size=224, batch=1,
+                                      iterations=4 * iterations, quantize=quantize, tmp=tmp)
+        for quantize in TFLITE_VARIANTS
+    }
+
+
+def scaling_tasks(iterations):
+    tasks = {}
+    for size in SCALING_SIZES:
+        its = max(2, iterations * 224 // size)
+        tasks[f"swin {size}"] = dict(worker="keras", kind="predict_on_batch", size=size, batch=1,
+                                     iterations=its, include_top=False)
+        tasks[f"vit {size}"] = dict(worker="keras_vit", size=size, iterations=its)
+    return tasks
+
+
+def _ratio(results, ours, theirs):
+    return results[ours]["images_per_second"] / results[theirs]["images_per_second"]
+
+
+def write_plot(scaling, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for model, label in (("swin", "keras_swin SwinT (windows)"), ("vit", "ViT-S/16 (global attention)")):
+        megapixels = [size * size / 1e6 for size in SCALING_SIZES]
+        seconds = [scaling[f"{model} {size}"]["seconds"] for size in SCALING_SIZES]
+        memory = [scaling[f"{model} {size}"]["memory_growth_mb"] for size in SCALING_SIZES]
+        time_axis.plot(megapixels, [1e3 * s / mp for s, mp in zip(seconds, megapixels)], "o-", label=label)
+        memory_axis.plot(megapixels, memory, "o-", label=label)
+    time_axis.set_xlabel("megapixels (224², 448², 896²)")
+    time_axis.set_ylabel("ms per megapixel (batch 1, fp32)")
+    time_axis.set_title("time per pixel: flat means linear")
+    memory_axis.set_xlabel("megapixels")
+    memory_axis.set_ylabel("peak memory growth (MB)")
+    memory_axis.set_title("memory")
+    for axis in (time_axis, memory_axis):
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_results(path, machine, headline, tflite, scaling, rounds):
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench.py --rounds {rounds}` on "
+        f"{machine}; {versions()}.",
+        "Each figure is the median of the rounds, each round a fresh process; keras_swin and PyTorch",
+        "alternate. keras_swin is `keras_swin.SwinT()` with its defaults, called through",
+        "`model.predict`, `model(x)` and `model.fit`; PyTorch is Hugging Face transformers",
+        "`SwinForImageClassification`, eager (`torch.no_grad`, `torch.autocast` for bf16). SwinT, 224².",
+        "Memory is the growth of the peak resident set over the process after the model was built.",
+        "",
+        "## Inference and training (img/s, higher is better)",
+        "",
+        "| measurement | keras_swin | PyTorch | ratio | keras peak growth (MB) | torch peak growth (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for precision in ("fp32", "bf16"):
+        for batch in (16, 1):
+            torch_name = f"torch eager {precision} b{batch}"
+            for kind in ("predict", "call"):
+                ours = f"keras {kind} {precision} b{batch}"
+                lines.append(
+                    f"| {kind} {precision} batch {batch} | {headline[ours]['images_per_second']:.2f} | "
+                    f"{headline[torch_name]['images_per_second']:.2f} | {_ratio(headline, ours, torch_name):.2f}x | "
+                    f"{headline[ours]['memory_growth_mb']:.0f} | {headline[torch_name]['memory_growth_mb']:.0f} |")
+        ours, theirs = f"keras fit {precision} b16", f"torch fit {precision} b16"
+        lines.append(
+            f"| fit {precision} batch 16 | {headline[ours]['images_per_second']:.2f} | "
+            f"{headline[theirs]['images_per_second']:.2f} | {_ratio(headline, ours, theirs):.2f}x | "
+            f"{headline[ours]['memory_growth_mb']:.0f} | {headline[theirs]['memory_growth_mb']:.0f} |")
+    lines += [
+        "",
+        "Targets: predict fp32 batch 16 >= 1.5x, predict bf16 batch 16 >= 1.0x (against bf16 autocast),",
+        "fit fp32 >= 1.2x (against PyTorch fp32: "
+        f"{_ratio(headline, 'keras fit fp32 b16', 'torch fit fp32 b16'):.2f}x).",
+        "",
+        "## TFLite, batch 1 (LiteRT interpreter, all cores)",
+        "",
+        "| variant | latency (ms) | size (MB) | max abs diff vs Keras | top-1 agreement |",
+        "|---|---|---|---|---|",
+    ]
+    for quantize in TFLITE_VARIANTS:
+        row = tflite[f"tflite {quantize} b1"]
+        lines.append(f"| {quantize if quantize != 'none' else 'float32'} | {1e3 * row['seconds']:.1f} | "
+                     f"{row['size_mb']:.1f} | {row['max_abs_diff']:.2e} | {row['top1_agreement']:.2f} |")
+    lines.append(f"| Keras predict fp32 (for comparison) | {1e3 * headline['keras predict fp32 b1']['seconds']:.1f} | | | |")
+    lines += [
+        "",
+        "Top-1 agreement here is on 1 random-noise image with an untrained model; the quantised",
+        "agreement targets are tested on the trained digits model (`tests/test_export.py`).",
+        "",
+        "## Linear scaling (batch 1, fp32, `predict_on_batch`)",
+        "",
+        "| side | SwinT backbone ms | per-pixel vs 224² | memory growth (MB) | ViT-S/16 ms | per-pixel vs 224² | memory growth (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size in SCALING_SIZES:
+        pixels = (size / SCALING_SIZES[0]) ** 2
+        cells = []
+        for model in ("swin", "vit"):
+            row, base = scaling[f"{model} {size}"], scaling[f"{model} {SCALING_SIZES[0]}"]
+            cells.append(f"{1e3 * row['seconds']:.0f} | {row['seconds'] / base['seconds'] / pixels:.2f}x | "
+                         f"{row['memory_growth_mb']:.0f}")
+        lines.append(f"| {size} | {cells[0]} | {cells[1]} |")
+    lines += ["", "![scaling](scaling.png)", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh-process repetitions (median)")
+    parser.add_argument("--iterations", type=int, default=3, help="timed calls per batch-16 measurement")
+    parser.add_argument("--quick", action="store_true", help="SwinT 224 batch-16 predict fp32 only")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round, nothing written")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
     args = parser.parse_args(argv)
     if args.worker:
         return run_worker(args.worker)
-    import tempfile
 
     tmp = tempfile.mkdtemp(prefix="keras_swin_bench_")
-    its = args.iterations
     if args.smoke:
         tiny = dict(patch_size=4, embed_dim=16, depths=[2, 2], num_heads=[1, 2], window_size=4,
                     include_top=True, classes=10)
         tasks = {
             "keras predict": dict(worker="keras", kind="predict", size=32, batch=2, iterations=1, config=tiny),
-            "keras tflite_fp32": dict(worker="keras", kind="tflite_fp32", size=32, batch=1, iterations=1,
-                                      config=tiny, tmp=tmp),
+            "keras tflite int8": dict(worker="keras", kind="tflite", size=32, batch=1, iterations=1,
+                                      config=tiny, quantize="int8", tmp=tmp),
         }
         results = measure_alternating(tasks, 1)
-        for name, value in results.items():
-            print(f"{name}: {value['images_per_second']:.2f} img/s")
+        print(json.dumps(results, indent=1))
         return results
-    print(f"machine: {machine_description()}")
-    headline = {
-        "keras_swin predict fp32 b16": dict(worker="keras", kind="predict", size=224, batch=16, iterations=its),
-        "pytorch eager fp32 b16": dict(worker="torch", kind="predict", size=224, batch=16, iterations=its),
-    }
+    machine = machine_description()
+    print(f"machine: {machine}")
     if args.quick:
-        results = measure_alternating(headline, args.rounds)
-        for name, value in results.items():
-            print(f"{name}: {value['images_per_second']:.2f} img/s")
-        ratio = results["keras_swin predict fp32 b16"]["images_per_second"] / results["pytorch eager fp32 b16"]["images_per_second"]
-        print(f"ratio keras_swin / pytorch: {ratio:.2f}x")
+        tasks = {name: task for name, task in headline_tasks(args.iterations).items()
+                 if name in ("keras predict fp32 b16", "torch eager fp32 b16")}
+        results = measure_alternating(tasks, args.rounds)
+        print(f"ratio keras_swin / pytorch (predict fp32 b16): "
+              f"{_ratio(results, 'keras predict fp32 b16', 'torch eager fp32 b16'):.2f}x")
         return results
-    raise SystemExit("the full run lands with the performance issue; use --quick")
+    headline = measure_alternating(headline_tasks(args.iterations), args.rounds)
+    tflite = measure_alternating(tflite_tasks(args.iterations, tmp), 1)
+    scaling = measure_alternating(scaling_tasks(args.iterations), args.rounds)
+    for name in ("predict fp32 b16", "predict bf16 b16", "predict fp32 b1", "call fp32 b16"):
+        precision, batch = name.split()[1], name.split()[2]
+        print(f"ratio {name}: {_ratio(headline, 'keras ' + name, f'torch eager {precision} {batch}'):.2f}x")
+    print(f"ratio fit fp32 b16: {_ratio(headline, 'keras fit fp32 b16', 'torch fit fp32 b16'):.2f}x")
+    if not args.no_write:
+        write_plot(scaling, os.path.join(os.path.dirname(args.output), "scaling.png"))
+        write_results(args.output, machine, headline, tflite, scaling, args.rounds)
+        print(f"wrote {args.output}")
+    return {"headline": headline, "tflite": tflite, "scaling": scaling}
 
 
 if __name__ == "__main__":

@@ -92,7 +92,12 @@ def _export(args):
         suffix = "" if args.quantize == "none" else f"_{args.quantize}"
         path = os.path.join(args.output, f"{name}{suffix}.tflite")
         size = export.to_tflite(model, path, quantize=args.quantize, representative_data=representative)
-        print(f"TFLite: {path} ({size / 1e6:.2f} MB)")
+        height, width = export.serving_image_size(model)
+        check = representative[:8] if representative is not None else (
+            np.random.default_rng(0).uniform(0, 255, (4, height, width, 3)).astype("float32"))
+        agreement = export.compare_tflite(model, path, check)
+        print(f"TFLite: {path} ({size / 1e6:.2f} MB; against Keras on {len(check)} images: max abs diff "
+              f"{agreement['max_abs_diff']:.2e}, top-1 agreement {agreement['top1_agreement']:.0%})")
 
 
 def _benchmark(args):

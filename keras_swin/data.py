@@ -203,9 +203,10 @@ def augmentation_layers(augment="light", flip=False, seed=0):
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
     if augment == "light":
         layers += [
+            # Distinct seeds, so that shift, angle and zoom are drawn independently.
             keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed),
-            keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
-            keras.layers.RandomZoom(0.05, fill_mode="constant", seed=seed),
+            keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomZoom(0.05, fill_mode="constant", seed=seed + 2),
         ]
     elif augment == "randaugment":
         layers.append(keras.layers.RandAugment(value_range=(0, 255), seed=seed))

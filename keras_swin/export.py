@@ -211,3 +211,33 @@ def tflite_op_names(path):
 
     interpreter = Interpreter(model_path=os.fspath(path))
     return {op["op_name"] for op in interpreter._get_ops_details()}
+
+
+def run_tflite(path, images, num_threads=None):
+    """Runs a `.tflite` file on `images` `(N, H, W, 3)` in the LiteRT interpreter, with the
+    batch resized to N; returns the first output as a NumPy array."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    images = np.asarray(images, dtype="float32")
+    interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, images)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def compare_tflite(model, path, images):
+    """How a `.tflite` export agrees with the Keras model on `images`.
+
+    Returns:
+        `{"max_abs_diff": float, "top1_agreement": float}`; top-1 is over the last axis.
+    """
+    expected = np.asarray(model.predict(np.asarray(images, dtype="float32"), verbose=0), dtype="float32")
+    found = run_tflite(path, images)
+    return {
+        "max_abs_diff": float(np.abs(found - expected).max()),
+        "top1_agreement": float(np.mean(found.argmax(-1) == expected.argmax(-1))),
+    }
+
