@@ -372,7 +372,8 @@ def write_results(path, machine, headline, tflite, scaling, rounds):
     lines.append(f"| Keras predict fp32 (for comparison) | {1e3 * headline['keras predict fp32 b1']['seconds']:.1f} | | | |")
     lines += [
         "",
-        "Top-1 agreement here is on 1 random-noise image with an untrained model; the quantised",
+        "Agreement here is on 4 random-noise images with an untrained model, whose near-uniform",
+        "probabilities make top-1 meaningless for int8; the quantised",
         "agreement targets are tested on the trained digits model (`tests/test_export.py`).",
         "",
         "## Linear scaling (batch 1, fp32, `predict_on_batch`)",

@@ -240,10 +240,10 @@ class SwinTransformer(keras.Model):
         """What `jit_compile="auto"` (the default of `compile`, `fit` and `predict`) means.
 
         On a TensorFlow CPU the Keras default is no XLA, but for this model XLA is faster in
-        float32: it fuses the LayerNorm, GELU, bias, mask and residual element-wise work
-        that otherwise makes one memory pass per op (benchmarks/RESULTS.md). In float16 and
-        bfloat16 it is slower on a CPU, because XLA:CPU has no half-precision matmul
-        kernels, so those keep oneDNN's. Other devices and backends keep Keras's choice.
+        float32: it fuses the LayerNorm, bias, mask and residual element-wise work that
+        otherwise makes one memory pass per op (benchmarks/RESULTS.md). In float16 and
+        bfloat16 it measured slower on a CPU than oneDNN's half-precision kernels, so those
+        keep the graph without XLA. Other devices and backends keep Keras's choice.
         """
         if keras.backend.backend() == "tensorflow" and not self._distribute_strategy:
             import tensorflow as tf

@@ -240,4 +240,3 @@ def compare_tflite(model, path, images):
         "max_abs_diff": float(np.abs(found - expected).max()),
         "top1_agreement": float(np.mean(found.argmax(-1) == expected.argmax(-1))),
     }
-
