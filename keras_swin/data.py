@@ -238,13 +238,15 @@ def make_pipeline(
         lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=AUTOTUNE
     )
     if training:
+        # Random augmentation maps run sequentially: parallel calls would draw from the shared
+        # random state in a varying order, and the same seed would not repeat a run.
         layers = augmentation_layers(augment, flip, seed) if augment != "none" or flip else []
         if resized_crop:
             dataset = dataset.map(
-                lambda x, y: (random_resized_crop(x, image_size), y), num_parallel_calls=AUTOTUNE
+                lambda x, y: (random_resized_crop(x, image_size), y)
             )
         for layer in layers:
-            dataset = dataset.map(lambda x, y, layer=layer: (layer(x, training=True), y), num_parallel_calls=AUTOTUNE)
+            dataset = dataset.map(lambda x, y, layer=layer: (layer(x, training=True), y))
         mixers = []
         if mixup:
             mixers.append(keras.layers.MixUp(seed=seed))
@@ -252,7 +254,7 @@ def make_pipeline(
             mixers.append(keras.layers.CutMix(seed=seed))
         for mixer in mixers:
             dataset = dataset.map(
-                lambda x, y, mixer=mixer: _mix(mixer, x, y), num_parallel_calls=AUTOTUNE
+                lambda x, y, mixer=mixer: _mix(mixer, x, y)
             )
     return dataset.prefetch(AUTOTUNE)
 
