@@ -224,3 +224,15 @@ def test_xla_is_the_cpu_default_in_float32_only():
     explicit = tiny(include_top=True, classes=3)
     explicit.compile(loss="sparse_categorical_crossentropy", jit_compile=True)
     assert explicit.jit_compile is True
+
+
+def test_predict_on_arrays_and_tensors_matches_call():
+    import tensorflow as tf
+
+    model = tiny(include_top=True, classes=5, classifier_activation=None)
+    x = random_inputs((5, 40, 36, 3)) * 50 + 120
+    expected = np.asarray(model(x))
+    np.testing.assert_allclose(model.predict(x, batch_size=2, verbose=0), expected, atol=1e-4)
+    np.testing.assert_allclose(model.predict(tf.constant(x), verbose=0), expected, atol=1e-4)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(3)
+    np.testing.assert_allclose(model.predict(dataset, verbose=0), expected, atol=1e-4)
