@@ -28,6 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 SCALING_SIZES = (224, 448, 896)
 TFLITE_VARIANTS = ("none", "float16", "dynamic", "int8")
+# precision: (Keras dtype policy, torch autocast dtype); fp16 is meant for a GPU run.
+PRECISIONS = {"fp32": ("float32", None), "bf16": ("mixed_bfloat16", "bfloat16"), "fp16": ("mixed_float16", "float16")}
 
 
 # --------------------------------------------------------------------------- workers
@@ -65,8 +67,7 @@ def _keras_model(task):
 
     import keras_swin
 
-    if task.get("precision") == "bf16":
-        keras.config.set_dtype_policy("mixed_bfloat16")
+    keras.config.set_dtype_policy(PRECISIONS[task.get("precision", "fp32")][0])
     if task.get("config"):
         return keras_swin.SwinTransformer(**task["config"])
     return keras_swin.SwinT(include_top=task.get("include_top", True))
@@ -134,28 +135,38 @@ def worker_torch(task):
     config = SwinConfig(image_size=size, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
                         window_size=7, num_labels=1000, drop_path_rate=0.2)
     model = SwinForImageClassification(config) if task.get("include_top", True) else SwinModel(config)
-    pixels = torch.from_numpy(_images(batch, size, size).transpose(0, 3, 1, 2).copy() / 255.0)
-    autocast = task.get("precision") == "bf16"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device)
+    pixels = torch.from_numpy(_images(batch, size, size).transpose(0, 3, 1, 2).copy() / 255.0).to(device)
+    autocast_dtype = PRECISIONS[task.get("precision", "fp32")][1]
+    autocast = dict(device_type=device.type, dtype=getattr(torch, autocast_dtype or "float32"),
+                    enabled=autocast_dtype is not None)
+
+    def synchronize():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     baseline = _rss_mb("VmRSS")
     if kind in ("predict", "call", "predict_on_batch"):
         model.eval()
 
         def run():
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            with torch.no_grad(), torch.autocast(**autocast):
                 model(pixel_values=pixels)
+            synchronize()
 
         seconds = _timed(run, 2, task["iterations"])
     elif kind == "fit":
         model.train()
         optimizer = torch.optim.AdamW(model.parameters())
-        labels = torch.arange(batch) % 1000
+        labels = (torch.arange(batch) % 1000).to(device)
 
         def run():
             optimizer.zero_grad()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            with torch.autocast(**autocast):
                 loss = torch.nn.functional.cross_entropy(model(pixel_values=pixels).logits, labels)
             loss.backward()
             optimizer.step()
+            synchronize()
 
         seconds = _timed(run, 1, task["iterations"])
     else:
@@ -257,9 +268,9 @@ def versions():
     return f"Python {platform.python_version()}, " + ", ".join(found)
 
 
-def headline_tasks(iterations):
+def headline_tasks(iterations, precisions=("fp32", "bf16")):
     tasks = {}
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         for batch in (16, 1):
             its = iterations if batch == 16 else 4 * iterations
             for kind in ("predict", "call"):
@@ -323,7 +334,7 @@ def write_plot(scaling, path):
     plt.close(figure)
 
 
-def write_results(path, machine, headline, tflite, scaling, rounds):
+def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
     lines = [
         "# Benchmark results",
         "",
@@ -332,7 +343,7 @@ def write_results(path, machine, headline, tflite, scaling, rounds):
         "Each figure is the median of the rounds, each round a fresh process; keras_swin and PyTorch",
         "alternate. keras_swin is `keras_swin.SwinT()` with its defaults, called through",
         "`model.predict`, `model(x)` and `model.fit`; PyTorch is Hugging Face transformers",
-        "`SwinForImageClassification`, eager (`torch.no_grad`, `torch.autocast` for bf16). SwinT, 224².",
+        "`SwinForImageClassification`, eager (`torch.no_grad`, `torch.autocast` for bf16/fp16). SwinT, 224².",
         "Memory is the growth of the peak resident set over the process after the model was built.",
         "",
         "## Inference and training (img/s, higher is better)",
@@ -340,7 +351,7 @@ def write_results(path, machine, headline, tflite, scaling, rounds):
         "| measurement | keras_swin | PyTorch | ratio | keras peak growth (MB) | torch peak growth (MB) |",
         "|---|---|---|---|---|---|",
     ]
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         for batch in (16, 1):
             torch_name = f"torch eager {precision} b{batch}"
             for kind in ("predict", "call"):
@@ -399,6 +410,8 @@ def main(argv=None):
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=3, help="fresh-process repetitions (median)")
     parser.add_argument("--iterations", type=int, default=3, help="timed calls per batch-16 measurement")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="comma-separated fp32, bf16, fp16 (fp16: for a GPU run)")
     parser.add_argument("--quick", action="store_true", help="SwinT 224 batch-16 predict fp32 only")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round, nothing written")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -428,16 +441,20 @@ def main(argv=None):
         print(f"ratio keras_swin / pytorch (predict fp32 b16): "
               f"{_ratio(results, 'keras predict fp32 b16', 'torch eager fp32 b16'):.2f}x")
         return results
-    headline = measure_alternating(headline_tasks(args.iterations), args.rounds)
+    precisions = tuple(args.precisions.split(","))
+    unknown = sorted(set(precisions) - set(PRECISIONS))
+    if unknown or "fp32" not in precisions:
+        raise SystemExit(f"--precisions must include fp32 and be among {sorted(PRECISIONS)}; received {args.precisions!r}")
+    headline = measure_alternating(headline_tasks(args.iterations, precisions), args.rounds)
     tflite = measure_alternating(tflite_tasks(args.iterations, tmp), 1)
     scaling = measure_alternating(scaling_tasks(args.iterations), args.rounds)
-    for name in ("predict fp32 b16", "predict bf16 b16", "predict fp32 b1", "call fp32 b16"):
+    for name in [f"predict {p} b16" for p in precisions] + ["predict fp32 b1", "call fp32 b16"]:
         precision, batch = name.split()[1], name.split()[2]
         print(f"ratio {name}: {_ratio(headline, 'keras ' + name, f'torch eager {precision} {batch}'):.2f}x")
     print(f"ratio fit fp32 b16: {_ratio(headline, 'keras fit fp32 b16', 'torch fit fp32 b16'):.2f}x")
     if not args.no_write:
         write_plot(scaling, os.path.join(os.path.dirname(args.output), "scaling.png"))
-        write_results(args.output, machine, headline, tflite, scaling, args.rounds)
+        write_results(args.output, machine, headline, tflite, scaling, args.rounds, precisions)
         print(f"wrote {args.output}")
     return {"headline": headline, "tflite": tflite, "scaling": scaling}
 
