@@ -243,10 +243,10 @@ class SwinTransformer(keras.Model):
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """`keras.Model.predict`, with one speed-up on TensorFlow: a single array of images
-        is fed as a `tf.data` pipeline of batches. Keras's generic array adapter re-slices
-        the whole array through a gather dataset on every call, which measured about 175 ms
-        per call here (SwinT, 16 images of 224x224: 0.65 s instead of 0.47 s). Results are
-        identical; other inputs go to Keras unchanged."""
+        is fed as a `tf.data` pipeline of batches. Keras's generic array adapter measured
+        about 175 ms of extra time per call here (SwinT, 16 images of 224x224: 0.65 s
+        instead of 0.48 s; benchmarks/PROFILE.md). Results are identical; other inputs go
+        to Keras unchanged."""
         if keras.backend.backend() == "tensorflow" and steps is None and _is_image_array(x):
             from keras_swin.data import array_batches
 
