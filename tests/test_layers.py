@@ -1,6 +1,5 @@
 """Every public layer through the shared harness, plus the behaviour each layer pins."""
 
-import keras
 import numpy as np
 import pytest
 from keras import ops

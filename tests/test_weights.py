@@ -19,7 +19,6 @@ from keras_swin.weights import (
     detect_layout,
     load_weights,
     resize_bias_table,
-    to_official_layout,
 )
 from reference import hf_outputs, hf_reference, hf_state_dict, keras_from_hf
 

@@ -1,7 +1,6 @@
 """Patch embedding: non-overlapping patches projected to `embed_dim` channels."""
 
 import keras
-from keras import ops
 
 from keras_swin import ops as swin_ops
 from keras_swin.layers.initializers import dense_kernel_initializer
