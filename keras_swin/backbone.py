@@ -258,7 +258,7 @@ class SwinTransformer(keras.Model):
 
         On a TensorFlow CPU the Keras default is no XLA, but for this model XLA is faster in
         float32: it fuses the LayerNorm, bias, mask and residual element-wise work that
-        otherwise makes one memory pass per op (benchmarks/RESULTS.md). In float16 and
+        otherwise makes one memory pass per op (benchmarks/PROFILE.md). In float16 and
         bfloat16 it measured slower on a CPU than oneDNN's half-precision kernels, so those
         keep the graph without XLA. Other devices and backends keep Keras's choice.
         """
