@@ -122,7 +122,7 @@ def build_parser():
     convert.add_argument("--no-top", action="store_true", help="drop the classifier head")
     convert.set_defaults(run=_convert)
 
-    from keras_swin.train import MODEL_NAMES, TrainConfig
+    from keras_swin.train import MODEL_NAMES, SELECT_OPTIONS, TrainConfig
 
     defaults = TrainConfig()
     train = commands.add_parser("train", help="train or fine-tune a Swin classifier")
@@ -137,7 +137,9 @@ def build_parser():
     train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     train.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs)
     train.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
-    train.add_argument("--clipnorm", type=float, default=defaults.clipnorm)
+    train.add_argument(
+        "--clipnorm", type=float, default=defaults.clipnorm, help="clip the global gradient norm"
+    )
     train.add_argument("--drop-path-rate", type=float, default=None)
     train.add_argument("--layer-decay", type=float, default=None, help="layer-wise LR decay, e.g. 0.9")
     train.add_argument("--freeze-backbone-epochs", type=int, default=0)
@@ -148,6 +150,10 @@ def build_parser():
     train.add_argument("--cutmix", action="store_true")
     train.add_argument("--mixed-precision", default="off", choices=("off", "float16", "bfloat16"))
     train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=defaults.jit_compile)
+    train.add_argument(
+        "--select", default=defaults.select, choices=SELECT_OPTIONS,
+        help="weights kept as best.keras: the final epoch's, or the best validation epoch's",
+    )
     train.add_argument("--strategy", default="auto", choices=("auto", "mirrored"))
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--output", default=defaults.output)

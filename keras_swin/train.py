@@ -37,6 +37,7 @@ SMALL_CONFIGS = {
 MODEL_NAMES = tuple(SMALL_CONFIGS) + tuple(MODEL_CONFIGS)
 # Variables without weight decay: biases, norm scales/offsets, relative position bias tables.
 NO_DECAY_NAMES = ("bias", "gamma", "beta", "relative_position_bias_table")
+SELECT_OPTIONS = ("last", "val_loss", "val_accuracy")
 
 
 @dataclasses.dataclass
@@ -53,7 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: int = 3
     label_smoothing: float = 0.1
-    clipnorm: float = 5.0
+    clipnorm: float = 5.0  # clips the global gradient norm, as the official code does
     drop_path_rate: float = None
     layer_decay: float = None
     freeze_backbone_epochs: int = 0
@@ -64,6 +65,9 @@ class TrainConfig:
     cutmix: bool = False
     mixed_precision: str = "off"
     jit_compile: bool = True
+    # Which weights become best.keras: "last" (the final epoch, as the official recipe
+    # reports), or the epoch with the lowest "val_loss" / highest "val_accuracy".
+    select: str = "last"
     strategy: str = "auto"
     seed: int = 0
     output: str = "saved_models/swin_digits"
@@ -80,6 +84,8 @@ def check_config(config):
         raise ValueError(
             f"--mixed-precision must be off, float16 or bfloat16; received {config.mixed_precision!r}."
         )
+    if config.select not in SELECT_OPTIONS:
+        raise ValueError(f"--select must be one of {list(SELECT_OPTIONS)}; received {config.select!r}.")
     if config.strategy not in ("auto", "mirrored"):
         raise ValueError(f"--strategy must be auto or mirrored; received {config.strategy!r}.")
     if config.epochs < 1 or config.batch_size < 1:
@@ -178,7 +184,13 @@ def create_optimizer(config, model, steps_per_epoch):
         warmup_target=config.learning_rate,
         warmup_steps=warmup_steps,
     )
-    kwargs = dict(learning_rate=schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm)
+    # The official optimiser: AdamW eps 1e-8, gradients clipped by their global norm.
+    kwargs = dict(
+        learning_rate=schedule,
+        weight_decay=config.weight_decay,
+        epsilon=1e-8,
+        global_clipnorm=config.clipnorm,
+    )
     if config.layer_decay:
         optimizer = LayerwiseAdamW(layerwise_multipliers(model, config.layer_decay), **kwargs)
     else:
@@ -306,10 +318,13 @@ def train(config):
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
-        keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", save_best_only=True),
         keras.callbacks.CSVLogger(os.path.join(output, "history.csv"), append=config.resume),
         keras.callbacks.TensorBoard(os.path.join(output, "logs")),
     ]
+    if config.select != "last":
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(best_path, monitor=config.select, save_best_only=True)
+        )
     os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
 
     start = time.perf_counter()
@@ -322,6 +337,8 @@ def train(config):
     model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs, initial_epoch=phase_one,
               callbacks=callbacks, verbose=config.verbose)
     train_seconds = time.perf_counter() - start
+    if config.select == "last":
+        model.save(best_path)
 
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     best.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])

@@ -42,6 +42,19 @@ def test_patch_embedding_pads_to_patch_multiple():
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
+def test_patch_embedding_starts_like_the_official_conv():
+    # The official code leaves PatchEmbed's Conv2d at PyTorch's default: weights and bias
+    # uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]. (Linear layers use trunc_normal 0.02.)
+    layer = PatchEmbedding(patch_size=4, embed_dim=256)
+    layer.build((None, 32, 32, 3))
+    bound = 1.0 / np.sqrt(4 * 4 * 3)
+    kernel = ops.convert_to_numpy(layer.projection.kernel)
+    bias = ops.convert_to_numpy(layer.projection.bias)
+    assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
+    np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3.0), rtol=0.05)
+    assert bias.std() > bound / 3.0
+
+
 def test_patch_merging_official_order():
     layer = PatchMerging()
     x = random_inputs((1, 4, 6, 3))

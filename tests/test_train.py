@@ -86,6 +86,14 @@ def test_weight_decay_excludes_biases_norms_and_bias_tables():
     assert any(p.endswith("qkv/kernel") for p in decayed)
 
 
+def test_optimizer_is_the_official_adamw():
+    config = TrainConfig(**NANO, clipnorm=5.0)
+    optimizer = create_optimizer(config, create_model(config, num_classes=3), steps_per_epoch=10)
+    assert optimizer.epsilon == 1e-8 and optimizer.weight_decay == config.weight_decay
+    # One global gradient norm over all variables (torch's clip_grad_norm_), not per variable.
+    assert optimizer.global_clipnorm == 5.0 and optimizer.clipnorm is None
+
+
 def test_layerwise_decay_multipliers():
     from keras_swin.train import layerwise_multipliers
 
@@ -104,6 +112,31 @@ def test_short_fit_lowers_loss_and_is_deterministic(tmp_path):
         losses = [float(row["loss"]) for row in csv.DictReader(f)]
     assert losses[-1] < losses[0]
     assert first["test_loss"] == second["test_loss"]
+
+
+def test_select_keeps_the_final_or_the_lowest_validation_loss_weights(tmp_path):
+    config = dict(NANO, epochs=3, export=False)
+    train(TrainConfig(**config, select="last", output=str(tmp_path / "last")))
+    best = keras.saving.load_model(tmp_path / "last" / "best.keras", compile=False)
+    final = keras.saving.load_model(tmp_path / "last" / "checkpoints" / "last.keras", compile=False)
+    for kept, last in zip(best.weights, final.weights):
+        np.testing.assert_array_equal(kept.numpy(), last.numpy())
+
+    # A learning rate this high makes the validation loss rise again before the end.
+    unstable = dict(config, epochs=4, learning_rate=0.03, warmup_epochs=3)
+    train(TrainConfig(**unstable, select="val_loss", output=str(tmp_path / "loss")))
+    with open(tmp_path / "loss" / "history.csv") as f:
+        losses = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    lowest = min(losses)
+    assert losses[-1] > lowest, losses
+    splits = data_lib.load_digits(image_size=16, seed=0)
+    validation = data_lib.make_pipeline(splits.validation, 10, batch_size=32)
+    best = keras.saving.load_model(tmp_path / "loss" / "best.keras", compile=False)
+    best.compile(loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
+    np.testing.assert_allclose(best.evaluate(validation, verbose=0), lowest, rtol=1e-4)
+
+    with pytest.raises(ValueError, match="--select must be one of"):
+        train(TrainConfig(**config, select="median", output=str(tmp_path / "bad")))
 
 
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])

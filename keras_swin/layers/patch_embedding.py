@@ -3,13 +3,14 @@
 import keras
 
 from keras_swin import ops as swin_ops
-from keras_swin.layers.initializers import dense_kernel_initializer
+from keras_swin.layers.initializers import conv_bias_initializer, conv_kernel_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_swin")
 class PatchEmbedding(keras.layers.Layer):
     """Splits an image into `patch_size x patch_size` patches, projects each to
     `embed_dim` channels with a strided convolution (with bias) and applies LayerNorm.
+    The convolution starts as in the official code (PyTorch's default `Conv2d` init).
 
     H and W are zero-padded at the bottom and right up to a multiple of `patch_size`.
 
@@ -38,7 +39,7 @@ class PatchEmbedding(keras.layers.Layer):
             self.patch_size,
             strides=self.patch_size,
             padding="valid",
-            kernel_initializer=dense_kernel_initializer(),
+            kernel_initializer=conv_kernel_initializer(),
             dtype=self.dtype_policy,
             name="projection",
         )
@@ -63,6 +64,10 @@ class PatchEmbedding(keras.layers.Layer):
             )
         self.input_spec = keras.InputSpec(ndim=4, axes={-1: input_shape[-1]})
         padded = self._padded_shape(input_shape)
+        # The bias bound depends on fan_in, known only now.
+        self.projection.bias_initializer = conv_bias_initializer(
+            self.patch_size**2 * input_shape[-1]
+        )
         self.projection.build(padded)
         if self.norm is not None:
             self.norm.build(self.compute_output_shape(input_shape))
