@@ -29,6 +29,8 @@ REPO_ROOT = os.path.dirname(HERE)
 SCALING_SIZES = (224, 448, 896)
 TFLITE_VARIANTS = ("none", "float16", "dynamic", "int8")
 # precision: (Keras dtype policy, torch autocast dtype); fp16 is meant for a GPU run.
+# RESULTS.md section written by train_epoch.py, which write_results keeps.
+TRAIN_EPOCH_START, TRAIN_EPOCH_END = "<!-- train_epoch -->", "<!-- /train_epoch -->"
 PRECISIONS = {"fp32": ("float32", None), "bf16": ("mixed_bfloat16", "bfloat16"), "fp16": ("mixed_float16", "float16")}
 
 
@@ -401,6 +403,10 @@ def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
                          f"{row['memory_growth_mb']:.0f}")
         lines.append(f"| {size} | {cells[0]} | {cells[1]} |")
     lines += ["", "![scaling](scaling.png)", ""]
+    old = open(path).read() if os.path.exists(path) else ""
+    if TRAIN_EPOCH_START in old and TRAIN_EPOCH_END in old:
+        kept = old[old.index(TRAIN_EPOCH_START):old.index(TRAIN_EPOCH_END) + len(TRAIN_EPOCH_END)]
+        lines += [kept, ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 

@@ -34,6 +34,19 @@ def _stratified_split(labels, seed, validation_fraction=0.1, test_fraction=0.2):
     """Index arrays (train, validation, test), stratified by label."""
     from sklearn.model_selection import train_test_split
 
+    classes, counts = np.unique(labels, return_counts=True)
+    # Split sizes as train_test_split rounds them; each split must hold every class.
+    test_size = int(np.ceil(test_fraction * len(labels)))
+    validation_size = int(np.ceil((len(labels) - test_size) * (validation_fraction / (1.0 - test_fraction))))
+    train_size = len(labels) - test_size - validation_size
+    if min(test_size, validation_size, train_size) < len(classes) or counts.min() < 3:
+        raise ValueError(
+            f"{len(labels)} images in {len(classes)} classes (fewest in one class: {counts.min()}) "
+            f"are too few for a stratified {1 - validation_fraction - test_fraction:.0%}/"
+            f"{validation_fraction:.0%}/{test_fraction:.0%} split: every split needs each class, so "
+            f"expected at least {int(np.ceil(len(classes) / min(validation_fraction, test_fraction)))} "
+            "images and at least 3 per class."
+        )
     indices = np.arange(len(labels))
     rest, test = train_test_split(indices, test_size=test_fraction, stratify=labels, random_state=seed)
     train, validation = train_test_split(
@@ -153,8 +166,12 @@ def load_folder(directory, image_size, seed=0):
     valid_index = np.nonzero(valid)[0]
     if len(set(labels[valid_index])) < 2:
         raise ValueError(f"--data {directory!r}: fewer than 2 classes have readable images.")
+    try:
+        splits = _stratified_split(labels[valid_index], seed)
+    except ValueError as error:
+        raise ValueError(f"--data {directory!r}: {error}") from error
     split_of = np.full(len(paths), -1)
-    for split, index in enumerate(_stratified_split(labels[valid_index], seed)):
+    for split, index in enumerate(splits):
         split_of[valid_index[index]] = split
     split_of = tf.constant(split_of)
     # Corrupt files fail to decode: drop those elements, keep the rest in file order.

@@ -199,7 +199,8 @@ def create_optimizer(config, model, steps_per_epoch):
     return optimizer
 
 
-def _compile(model, config, steps_per_epoch):
+def compile_model(model, config, steps_per_epoch):
+    """Compiles `model` with the recipe: `create_optimizer`, label-smoothed cross-entropy."""
     model.compile(
         optimizer=create_optimizer(config, model, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -214,7 +215,8 @@ def _set_backbone_trainable(model, trainable):
             layer.trainable = trainable
 
 
-def _strategy(config):
+def strategy_for(config):
+    """The `tf.distribute` strategy that `config.strategy` names."""
     if config.strategy == "mirrored":
         # All GPUs when there are any, else every logical CPU device.
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
@@ -305,11 +307,11 @@ def train(config):
     test_ds = data_lib.make_pipeline(splits.test, num_classes, config.batch_size)
     steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1).numpy())
 
-    with _strategy(config).scope():
+    with strategy_for(config).scope():
         model = create_model(config, num_classes)
         if config.freeze_backbone_epochs:
             _set_backbone_trainable(model, False)
-        _compile(model, config, steps_per_epoch)
+        compile_model(model, config, steps_per_epoch)
 
     backup_dir = os.path.join(output, "backup")
     if not config.resume and os.path.isdir(backup_dir):
@@ -333,7 +335,7 @@ def train(config):
         model.fit(train_ds, validation_data=validation_ds, epochs=phase_one,
                   callbacks=callbacks, verbose=config.verbose)
         _set_backbone_trainable(model, True)
-        _compile(model, config, steps_per_epoch)
+        compile_model(model, config, steps_per_epoch)
     model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs, initial_epoch=phase_one,
               callbacks=callbacks, verbose=config.verbose)
     train_seconds = time.perf_counter() - start

@@ -22,3 +22,31 @@ def test_benchmark_smoke_run():
     int8 = results["keras tflite int8"]
     assert int8["size_mb"] > 0 and 0.0 <= int8["top1_agreement"] <= 1.0
     assert int8["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_training_epoch_smoke_run():
+    result = subprocess.run(
+        [sys.executable, os.path.join("benchmarks", "train_epoch.py"), "--smoke"], cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads(result.stdout[result.stdout.index("{"):])["fp32"]
+    assert row["device"] == "CPU" and row["images"] == 70 and row["steps"] == 9
+    assert row["images_per_second"] > 0 and row["first_epoch_s"] > row["epoch_s"]
+    assert 0 < row["final_loss"] < 10
+
+
+def test_training_epoch_section_replaces_itself(tmp_path):
+    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+    from train_epoch import replace_section
+
+    from bench import TRAIN_EPOCH_END, TRAIN_EPOCH_START
+
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\nother tables\n")
+    for figure in ("first", "second"):
+        replace_section(str(path), f"{TRAIN_EPOCH_START}\n{figure}\n{TRAIN_EPOCH_END}")
+    text = path.read_text()
+    assert text.startswith("# Benchmark results\n\nother tables\n")
+    assert text.count(TRAIN_EPOCH_START) == 1 and "second" in text and "first" not in text

@@ -55,6 +55,13 @@ def test_image_folder_skips_corrupt_files_and_converts_to_rgb(tmp_path):
     assert test_labels == [0, 0, 1, 1, 2, 2]  # stratified 20%
 
 
+def test_folder_too_small_to_split_is_a_clear_error(tmp_path):
+    write_image_folder(tmp_path, classes=("a", "b", "c", "d"), per_class=4)
+    # 16 readable images: the 10% validation split would hold 2 images for 4 classes.
+    with pytest.raises(ValueError, match=r"too few for a stratified 70%/10%/20% split.*at least 40 images"):
+        data_lib.load_folder(str(tmp_path), image_size=16)
+
+
 def test_tfds_source_with_mock_data():
     import tensorflow_datasets as tfds
 
@@ -154,10 +161,10 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from keras_swin.train import TrainConfig, train, _strategy
+        from keras_swin.train import TrainConfig, train, strategy_for
         config = TrainConfig(model="swin_nano", epochs=1, batch_size=32, augment="none", jit_compile=False,
                              export=False, verbose=0, strategy="mirrored", output={str(tmp_path)!r})
-        print("replicas", _strategy(config).num_replicas_in_sync)
+        print("replicas", strategy_for(config).num_replicas_in_sync)
         print("accuracy", train(config)["test_accuracy"])
         """
     )
