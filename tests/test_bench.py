@@ -10,14 +10,19 @@ import pytest
 from harness import REPO_ROOT
 
 
-@pytest.mark.slow
-def test_benchmark_smoke_run():
+def smoke_run(script):
+    """Runs `benchmarks/<script> --smoke` and returns the JSON object it prints after its log."""
     result = subprocess.run(
-        [sys.executable, os.path.join("benchmarks", "bench.py"), "--smoke"], cwd=REPO_ROOT,
+        [sys.executable, os.path.join("benchmarks", script), "--smoke"], cwd=REPO_ROOT,
         capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads(result.stdout[result.stdout.index("{"):])
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_run():
+    results = smoke_run("bench.py")
     assert results["keras predict"]["images_per_second"] > 0
     int8 = results["keras tflite int8"]
     assert int8["size_mb"] > 0 and 0.0 <= int8["top1_agreement"] <= 1.0
@@ -26,19 +31,14 @@ def test_benchmark_smoke_run():
 
 @pytest.mark.slow
 def test_training_epoch_smoke_run():
-    result = subprocess.run(
-        [sys.executable, os.path.join("benchmarks", "train_epoch.py"), "--smoke"], cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    row = json.loads(result.stdout[result.stdout.index("{"):])["fp32"]
+    row = smoke_run("train_epoch.py")["fp32"]
     assert row["device"] == "CPU" and row["images"] == 70 and row["steps"] == 9
     assert row["images_per_second"] > 0 and row["first_epoch_s"] > row["epoch_s"]
     assert 0 < row["final_loss"] < 10
 
 
-def test_training_epoch_section_replaces_itself(tmp_path):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+def test_training_epoch_section_replaces_itself(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO_ROOT, "benchmarks"))
     from train_epoch import replace_section
 
     from bench import TRAIN_EPOCH_END, TRAIN_EPOCH_START
