@@ -279,6 +279,8 @@ def _history_from_csv(path):
     import csv
 
     history = {}
+    if not os.path.exists(path):
+        return history
     with open(path) as f:
         for row in csv.DictReader(f):
             for key, value in row.items():
@@ -317,15 +319,22 @@ def train(config):
     if not config.resume and os.path.isdir(backup_dir):
         shutil.rmtree(backup_dir)
     best_path = os.path.join(output, "best.keras")
+    history_path = os.path.join(output, "history.csv")
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
-        keras.callbacks.CSVLogger(os.path.join(output, "history.csv"), append=config.resume),
+        keras.callbacks.CSVLogger(history_path, append=config.resume),
         keras.callbacks.TensorBoard(os.path.join(output, "logs")),
     ]
     if config.select != "last":
+        # A resumed run must beat the best epoch logged before the interruption.
+        logged = _history_from_csv(history_path).get(config.select) if config.resume else None
+        best_logged = (min if config.select == "val_loss" else max)(logged) if logged else None
         callbacks.append(
-            keras.callbacks.ModelCheckpoint(best_path, monitor=config.select, save_best_only=True)
+            keras.callbacks.ModelCheckpoint(
+                best_path, monitor=config.select, save_best_only=True,
+                initial_value_threshold=best_logged,
+            )
         )
     os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
 
@@ -361,7 +370,7 @@ def train(config):
         "skipped_files": splits.skipped_files,
         "class_names": splits.class_names,
     }
-    _plot_curves(_history_from_csv(os.path.join(output, "history.csv")), os.path.join(output, "training_curves.png"))
+    _plot_curves(_history_from_csv(history_path), os.path.join(output, "training_curves.png"))
     _plot_confusion(matrix, splits.class_names, os.path.join(output, "confusion_matrix.png"))
 
     if config.export:

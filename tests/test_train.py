@@ -141,6 +141,16 @@ def test_select_keeps_the_final_or_the_lowest_validation_loss_weights(tmp_path):
     best = keras.saving.load_model(tmp_path / "loss" / "best.keras", compile=False)
     best.compile(loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
     np.testing.assert_allclose(best.evaluate(validation, verbose=0), lowest, rtol=1e-4)
+    kept = [w.numpy() for w in best.weights]
+
+    # Resumed for one more epoch that does not beat the earlier best: best.keras stays.
+    train(TrainConfig(**dict(unstable, epochs=5), select="val_loss", resume=True, output=str(tmp_path / "loss")))
+    with open(tmp_path / "loss" / "history.csv") as f:
+        losses = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    assert len(losses) == 5 and losses[-1] > lowest, losses
+    best = keras.saving.load_model(tmp_path / "loss" / "best.keras", compile=False)
+    for weight, before in zip(best.weights, kept):
+        np.testing.assert_array_equal(weight.numpy(), before)
 
     with pytest.raises(ValueError, match="--select must be one of"):
         train(TrainConfig(**config, select="median", output=str(tmp_path / "bad")))
