@@ -65,8 +65,8 @@ class TrainConfig:
     cutmix: bool = False
     mixed_precision: str = "off"
     jit_compile: bool = True
-    # Which weights become best.keras: "last" (the final epoch, as the official recipe
-    # reports), or the epoch with the lowest "val_loss" / highest "val_accuracy".
+    # Which weights become best.keras: "last" (the final epoch, at the end of the cosine
+    # schedule), or the epoch with the lowest "val_loss" / highest "val_accuracy".
     select: str = "last"
     strategy: str = "auto"
     seed: int = 0
