@@ -28,9 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 SCALING_SIZES = (224, 448, 896)
 TFLITE_VARIANTS = ("none", "float16", "dynamic", "int8")
-# precision: (Keras dtype policy, torch autocast dtype); fp16 is meant for a GPU run.
 # RESULTS.md section written by train_epoch.py, which write_results keeps.
 TRAIN_EPOCH_START, TRAIN_EPOCH_END = "<!-- train_epoch -->", "<!-- /train_epoch -->"
+# precision: (Keras dtype policy, torch autocast dtype); fp16 is meant for a GPU run.
 PRECISIONS = {"fp32": ("float32", None), "bf16": ("mixed_bfloat16", "bfloat16"), "fp16": ("mixed_float16", "float16")}
 
 

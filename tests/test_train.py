@@ -122,7 +122,7 @@ def test_short_fit_lowers_loss_and_is_deterministic(tmp_path):
 
 
 def test_select_keeps_the_final_or_the_lowest_validation_loss_weights(tmp_path):
-    config = dict(NANO, epochs=3, export=False)
+    config = dict(NANO, epochs=3)
     train(TrainConfig(**config, select="last", output=str(tmp_path / "last")))
     best = keras.saving.load_model(tmp_path / "last" / "best.keras", compile=False)
     final = keras.saving.load_model(tmp_path / "last" / "checkpoints" / "last.keras", compile=False)
