@@ -213,10 +213,11 @@ def run_worker(task_json):
 # --------------------------------------------------------------------------- driver
 
 
-def measure(task, timeout=1800):
+def measure(task, timeout=1800, script=__file__):
+    """Runs `task` in a fresh `script --worker` process; returns the dict it prints."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(task)],
+        [sys.executable, os.path.abspath(script), "--worker", json.dumps(task)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env,
     )
     for line in process.stdout.splitlines():
@@ -336,6 +337,13 @@ def write_plot(scaling, path):
     plt.close(figure)
 
 
+def train_epoch_section(text):
+    """The section of RESULTS.md text that train_epoch.py wrote, markers included ("" if none)."""
+    if TRAIN_EPOCH_START not in text or TRAIN_EPOCH_END not in text:
+        return ""
+    return text[text.index(TRAIN_EPOCH_START):text.index(TRAIN_EPOCH_END) + len(TRAIN_EPOCH_END)]
+
+
 def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
     lines = [
         "# Benchmark results",
@@ -403,9 +411,8 @@ def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
                          f"{row['memory_growth_mb']:.0f}")
         lines.append(f"| {size} | {cells[0]} | {cells[1]} |")
     lines += ["", "![scaling](scaling.png)", ""]
-    old = open(path).read() if os.path.exists(path) else ""
-    if TRAIN_EPOCH_START in old and TRAIN_EPOCH_END in old:
-        kept = old[old.index(TRAIN_EPOCH_START):old.index(TRAIN_EPOCH_END) + len(TRAIN_EPOCH_END)]
+    kept = train_epoch_section(open(path).read() if os.path.exists(path) else "")
+    if kept:
         lines += [kept, ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))

@@ -16,16 +16,16 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from bench import TRAIN_EPOCH_END, TRAIN_EPOCH_START, machine_description, versions  # noqa: E402
+from bench import (  # noqa: E402
+    TRAIN_EPOCH_END, TRAIN_EPOCH_START, machine_description, measure, train_epoch_section, versions,
+)
 
 PRECISIONS = {"fp32": "off", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -92,17 +92,6 @@ def worker(task):
     }
 
 
-def measure(task, timeout=3600):
-    process = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(task)], cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    for line in process.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"training-epoch worker failed for {task}:\n{process.stderr[-3000:]}")
-
-
 def section(results, args, machine):
     device = next(iter(results.values()))["device"]
     lines = [
@@ -127,11 +116,8 @@ def section(results, args, machine):
 def replace_section(path, text):
     """Writes `text` in place of the previous training-epoch section of `path` (or appends it)."""
     old = open(path).read() if os.path.exists(path) else ""
-    if TRAIN_EPOCH_START in old and TRAIN_EPOCH_END in old:
-        head, rest = old.split(TRAIN_EPOCH_START, 1)
-        new = head + text + rest.split(TRAIN_EPOCH_END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    previous = train_epoch_section(old)
+    new = old.replace(previous, text) if previous else old.rstrip("\n") + "\n\n" + text + "\n"
     with open(path, "w") as f:
         f.write(new)
 
@@ -173,7 +159,7 @@ def main(argv=None):
     for precision in precisions:
         task = dict(folder=folder, model=args.model, size=args.image_size, batch=args.batch_size,
                     precision=precision, augment=args.augment)
-        results[precision] = measure(task)
+        results[precision] = measure(task, timeout=3600, script=__file__)
         row = results[precision]
         print(f"{precision}: {row['images_per_second']:.1f} img/s ({row['images']} images in "
               f"{row['epoch_s']:.1f} s; first epoch {row['first_epoch_s']:.1f} s) on {row['device']}")
