@@ -1,8 +1,17 @@
 """keras_swin: the Swin Transformer for Keras 3."""
 
 from keras_swin.backbone import SwinTransformer
-from keras_swin.layers import DropPath, PatchEmbedding, PatchMerging, SwinBlock, WindowAttention
+from keras_swin.layers import (
+    AdaptiveAveragePooling2D,
+    BilinearResize,
+    DropPath,
+    PatchEmbedding,
+    PatchMerging,
+    SwinBlock,
+    WindowAttention,
+)
 from keras_swin.models import SwinB, SwinL, SwinS, SwinT
+from keras_swin.upernet import UPerNet, UPerNetSwinB, UPerNetSwinL, UPerNetSwinS, UPerNetSwinT
 
 __version__ = "0.1.0"
 
@@ -17,5 +26,12 @@ __all__ = [
     "WindowAttention",
     "SwinBlock",
     "DropPath",
+    "UPerNet",
+    "UPerNetSwinT",
+    "UPerNetSwinS",
+    "UPerNetSwinB",
+    "UPerNetSwinL",
+    "AdaptiveAveragePooling2D",
+    "BilinearResize",
     "__version__",
 ]

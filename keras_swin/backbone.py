@@ -37,6 +37,19 @@ def _check_input_shape(input_shape, channels):
     return input_shape
 
 
+def resolve_dtype_policy(dtype):
+    """The `DTypePolicy` for a model's `dtype` argument: None means the global policy."""
+    if dtype is None:
+        return keras.config.dtype_policy()
+    try:
+        return keras.dtype_policies.get(dtype)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"`dtype` must be a dtype policy name such as 'float32' or 'mixed_bfloat16', or a "
+            f"keras.DTypePolicy; received dtype={dtype!r} ({error})."
+        ) from None
+
+
 def _is_image_array(x):
     """True for one NumPy array or tensor of rank 4 (not a dict, list or dataset)."""
     return (isinstance(x, np.ndarray) or keras.ops.is_tensor(x)) and len(x.shape) == 4
@@ -73,14 +86,28 @@ class SwinTransformer(keras.Model):
         classifier_activation: str or None. Default "softmax".
         include_preprocessing: bool, inputs are pixels in [0, 255] normalised in the
             model with the ImageNet mean and std. Default True.
+        pyramid_norm: bool, give every `pyramid_outputs` level its own LayerNorm, as the
+            detection and segmentation backbones do (official `norm0..norm3`, mmseg
+            `backbone.norm{i}`, Hugging Face `hidden_states_norms`). Default False.
+        always_partition: bool, keep the window and the shift on maps smaller than the
+            window, as the detection and segmentation backbones (mmseg, Hugging Face
+            `SwinBackbone`) do; the classifiers shrink the window to the map instead.
+            Default False.
+        include_final_norm: bool, apply the final LayerNorm to the last stage. A backbone
+            used only for its pyramid (UPerNet, detectors) leaves it out, so that it has
+            no weights without gradients. Requires `include_top=False`. Default True.
         input_shape: (H, W, 3); H and W may be None. Default (None, None, 3).
         input_tensor: optional Keras tensor to build the model on.
         weights: None or a path to weights (see `keras_swin.weights`).
         name: str.
+        dtype: None, a dtype policy name (e.g. "mixed_bfloat16") or a
+            `keras.DTypePolicy`, used by every layer; None means the global policy. The
+            classifier head always computes in float32.
 
     Input shape: `(B, H, W, 3)`.
     Output shape: `(B, classes)` with a head; `(B, 8C)` with pooling; otherwise the
-        normalised final map `(B, ceil(H/32), ceil(W/32), 8C)` (for 4 stages).
+        normalised final map `(B, ceil(H/32), ceil(W/32), 8C)` (for 4 stages), which is
+        the last pyramid level when `include_final_norm=False`.
     """
 
     def __init__(
@@ -101,10 +128,14 @@ class SwinTransformer(keras.Model):
         classes=1000,
         classifier_activation="softmax",
         include_preprocessing=True,
+        pyramid_norm=False,
+        include_final_norm=True,
+        always_partition=False,
         input_shape=None,
         input_tensor=None,
         weights=None,
         name="swin_transformer",
+        dtype=None,
         **kwargs,
     ):
         depths = tuple(int(d) for d in depths)
@@ -136,11 +167,18 @@ class SwinTransformer(keras.Model):
             raise ValueError(
                 f"`pooling` must be one of {POOLINGS}; received pooling={pooling!r}."
             )
+        if include_top and not include_final_norm:
+            raise ValueError(
+                "The classifier needs the final norm: received include_top=True with "
+                "include_final_norm=False; expected include_final_norm=True."
+            )
         if include_top and int(classes) < 1:
             raise ValueError(f"`classes` must be >= 1 with include_top=True; received {classes}.")
         if input_tensor is not None and input_shape is None:
             input_shape = tuple(input_tensor.shape[1:])
         input_shape = _check_input_shape(input_shape, 3)
+
+        policy = resolve_dtype_policy(dtype)
 
         # === Layers ===
         block_rates = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
@@ -149,12 +187,13 @@ class SwinTransformer(keras.Model):
                 mean=[255.0 * m for m in IMAGENET_MEAN],
                 variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
                 name="preprocessing",
+                dtype=policy,
             )
             if include_preprocessing
             else None
         )
         patch_embedding = PatchEmbedding(
-            patch_size, embed_dim, norm_epsilon=norm_epsilon, name="patch_embedding"
+            patch_size, embed_dim, norm_epsilon=norm_epsilon, name="patch_embedding", dtype=policy
         )
         stages = []
         for stage, (depth, heads) in enumerate(zip(depths, num_heads)):
@@ -169,17 +208,32 @@ class SwinTransformer(keras.Model):
                     attention_dropout_rate=attention_dropout_rate,
                     drop_path_rate=block_rates[sum(depths[:stage]) + index],
                     norm_epsilon=norm_epsilon,
+                    always_partition=always_partition,
                     name=f"stage{stage + 1}_block{index + 1}",
+                    dtype=policy,
                 )
                 for index in range(depth)
             ]
             merging = (
-                PatchMerging(norm_epsilon=norm_epsilon, name=f"stage{stage + 1}_merging")
+                PatchMerging(
+                    norm_epsilon=norm_epsilon, name=f"stage{stage + 1}_merging", dtype=policy
+                )
                 if stage < len(depths) - 1
                 else None
             )
-            stages.append((blocks, merging))
-        final_norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, name="final_norm")
+            output_norm = (
+                keras.layers.LayerNormalization(
+                    epsilon=norm_epsilon, name=f"stage{stage + 1}_output_norm", dtype=policy
+                )
+                if pyramid_norm
+                else None
+            )
+            stages.append((blocks, output_norm, merging))
+        final_norm = (
+            keras.layers.LayerNormalization(epsilon=norm_epsilon, name="final_norm", dtype=policy)
+            if include_final_norm
+            else None
+        )
 
         # === Functional graph ===
         if input_tensor is None:
@@ -191,17 +245,18 @@ class SwinTransformer(keras.Model):
         x = preprocessing(inputs) if preprocessing is not None else inputs
         x = patch_embedding(x)
         if dropout_rate:
-            x = keras.layers.Dropout(dropout_rate, name="embedding_dropout")(x)
+            x = keras.layers.Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
         pyramid_outputs = {}
-        for stage, (blocks, merging) in enumerate(stages):
+        for stage, (blocks, output_norm, merging) in enumerate(stages):
             for block in blocks:
                 x = block(x)
-            pyramid_outputs[f"P{stage + 2}"] = x
+            level = output_norm(x) if output_norm is not None else x
+            pyramid_outputs[f"P{stage + 2}"] = level
             if merging is not None:
                 x = merging(x)
-        x = final_norm(x)
+        x = final_norm(x) if final_norm is not None else level
         if include_top:
-            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=policy)(x)
             x = keras.layers.Dense(
                 classes,
                 activation=classifier_activation,
@@ -211,10 +266,11 @@ class SwinTransformer(keras.Model):
                 name="predictions",
             )(x)
         elif pooling == "avg":
-            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=policy)(x)
         elif pooling == "max":
-            x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+            x = keras.layers.GlobalMaxPooling2D(name="max_pool", dtype=policy)(x)
         super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
+        self.dtype_policy = policy
 
         # === Config ===
         self.patch_size = int(patch_size)
@@ -233,6 +289,13 @@ class SwinTransformer(keras.Model):
         self.classes = int(classes)
         self.classifier_activation = classifier_activation
         self.include_preprocessing = bool(include_preprocessing)
+        self.pyramid_norm = bool(pyramid_norm)
+        # The norms of P2..P{n} are not on the path to the model's output, so the functional
+        # graph does not hold them; tracking them here keeps them in `weights` and in
+        # saved files.
+        self.pyramid_norm_layers = [norm for _, norm, _ in stages if norm is not None]
+        self.include_final_norm = bool(include_final_norm)
+        self.always_partition = bool(always_partition)
         self.image_shape = input_shape
         self.pyramid_outputs = pyramid_outputs
 
@@ -288,9 +351,13 @@ class SwinTransformer(keras.Model):
             "classes": self.classes,
             "classifier_activation": self.classifier_activation,
             "include_preprocessing": self.include_preprocessing,
+            "pyramid_norm": self.pyramid_norm,
+            "include_final_norm": self.include_final_norm,
+            "always_partition": self.always_partition,
             "input_shape": list(self.image_shape),
             "name": self.name,
             "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 
     @classmethod

@@ -76,7 +76,7 @@ def _export(args):
     model = keras.saving.load_model(args.model, safe_mode=True, compile=False)
     class_names = None
     metrics_path = os.path.join(os.path.dirname(os.path.abspath(args.model)), "metrics.json")
-    if os.path.isfile(metrics_path):
+    if os.path.isfile(metrics_path) and getattr(model, "include_top", False):
         import json
 
         class_names = json.load(open(metrics_path)).get("class_names")

@@ -54,9 +54,32 @@ def serving_image_size(model, image_size=None):
     return tuple(int(s) for s in image_size)
 
 
+def is_segmenter(model):
+    """True for a `keras_swin.UPerNet` (per-pixel logits)."""
+    from keras_swin.upernet import UPerNet
+
+    return isinstance(model, UPerNet)
+
+
+def segmentation_logits(model):
+    """The segmenter as a model `images -> (B, H, W, classes)` logits: the main output,
+    without the auxiliary head (a training-only output)."""
+    logits = model.output["logits"] if isinstance(model.output, dict) else model.output
+    return keras.Model(model.input, logits, name=model.name)
+
+
 def named_outputs(model):
-    """A function `images -> {name: float32 tensor}` with the outputs users call:
-    `logits` and `probabilities` for a classifier, `features` and `P2..` for a backbone."""
+    """A function `images -> {name: tensor}` with the outputs users call: `logits` and
+    `probabilities` for a classifier, `logits` and `class_map` (int32 `(B, H, W)`) for a
+    segmenter, `features` and `P2..` for a backbone."""
+    if is_segmenter(model):
+        segmenter = segmentation_logits(model)
+
+        def segment(images):
+            logits = tf.cast(segmenter(images), tf.float32)
+            return {"logits": logits, "class_map": tf.argmax(logits, axis=-1, output_type=tf.int32)}
+
+        return segment
     if getattr(model, "include_top", False):
         head = model.get_layer("predictions")
         trunk = keras.Model(model.input, head.input)
@@ -92,7 +115,8 @@ def to_saved_model(
             named outputs (see `named_outputs`). H and W are dynamic when the model's are.
         serving_bytes: `image_bytes` string `(batch,)` of encoded images -> decoded and
             resized in-graph, then `probabilities`, `classes` (top-k indices) and `labels`
-            (when `class_names` is given) for a classifier, or the backbone outputs.
+            (when `class_names` is given) for a classifier, `class_map` for a segmenter,
+            or the backbone outputs.
 
     Args:
         model: a built Keras model (a `keras_swin.SwinTransformer` or any image model).
@@ -123,6 +147,8 @@ def to_saved_model(
 
     def serve_bytes(image_bytes):
         result = outputs(decode_images(image_bytes, size))
+        if is_segmenter(model):
+            return {"class_map": result["class_map"]}
         if not is_classifier:
             return result
         top = tf.math.top_k(result["probabilities"], k=min(int(top_k), model.output.shape[-1]))
@@ -166,7 +192,8 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
     """Converts `model` to a `.tflite` file that uses TFLite builtin ops only.
 
     The input is float32 `(batch, H, W, 3)` pixels in [0, 255], with a resizable batch
-    (`interpreter.resize_tensor_input`); the output is the model's output.
+    (`interpreter.resize_tensor_input`); the output is the model's output (a segmenter's
+    main logits, without its auxiliary head).
 
     Args:
         model: a built Keras model.
@@ -186,6 +213,8 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
     if quantize == "int8" and representative_data is None:
         raise ValueError("quantize='int8' needs `representative_data` (images (N, H, W, 3)).")
     height, width = serving_image_size(model, image_size)
+    if is_segmenter(model):
+        model = segmentation_logits(model)
     function = tf.function(lambda images: model(images, training=False))
     concrete = function.get_concrete_function(tf.TensorSpec((None, height, width, 3), tf.float32))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
@@ -234,6 +263,8 @@ def compare_tflite(model, path, images):
     Returns:
         `{"max_abs_diff": float, "top1_agreement": float}`; top-1 is over the last axis.
     """
+    if is_segmenter(model):
+        model = segmentation_logits(model)
     expected = np.asarray(model.predict(np.asarray(images, dtype="float32"), verbose=0), dtype="float32")
     found = run_tflite(path, images)
     return {

@@ -27,7 +27,15 @@ BASE_DOCSTRING = """Instantiates the {variant} architecture (Liu et al., 2021).
             ImageNet mean and std inside the model. Default True.
         window_size: int, attention window. Default 7.
         drop_path_rate: float in [0, 1), stochastic depth. Default {drop_path_rate}.
+        pyramid_norm: bool, a LayerNorm on every `pyramid_outputs` level, as detection
+            and segmentation backbones have. Default False.
+        include_final_norm: bool, the final LayerNorm; a pyramid-only backbone can leave
+            it out. Default True.
+        always_partition: bool, keep the window and shift on maps smaller than the
+            window, as detection and segmentation backbones do. Default False.
         name: str, the model name. Default "{name}".
+        dtype: None (the global policy), a policy name such as "mixed_bfloat16", or a
+            `keras.DTypePolicy`. Default None.
 
     Returns:
         A `keras_swin.SwinTransformer` (a functional `keras.Model`).
@@ -46,7 +54,11 @@ def build_model(
     include_preprocessing=True,
     window_size=7,
     drop_path_rate=None,
+    pyramid_norm=False,
+    include_final_norm=True,
+    always_partition=False,
     name=None,
+    dtype=None,
 ):
     """Builds the named variant ("swin_t", "swin_s", "swin_b" or "swin_l"); see `SwinT`."""
     if variant not in MODEL_CONFIGS:
@@ -62,10 +74,14 @@ def build_model(
         classes=classes,
         classifier_activation=classifier_activation,
         include_preprocessing=include_preprocessing,
+        pyramid_norm=pyramid_norm,
+        include_final_norm=include_final_norm,
+        always_partition=always_partition,
         input_shape=input_shape,
         input_tensor=input_tensor,
         weights=weights,
         name=name or variant,
+        dtype=dtype,
     )
 
 

@@ -166,3 +166,88 @@ def effective_window(height, width, window_size, shift_size):
     window = ops.where(fits, shortest, window_size)
     shift = ops.where(fits, 0, shift_size)
     return window, shift
+
+
+# --------------------------------------------------------------------------- dense prediction
+# Resizing and adaptive pooling are written as two matrix products with matrices built from
+# the runtime sizes: exact, differentiable, free of the shape checks in
+# `ops.image.resize` that break when TensorFlow retraces with unknown sizes, and lowered
+# to TFLite builtins (comparisons, casts and BATCH_MATMUL).
+
+
+def _one_hot_rows(indices, depth, dtype):
+    """`(len(indices), depth)` matrix with a 1 at `[i, indices[i]]`, for a runtime depth."""
+    columns = ops.arange(depth, dtype="int32")
+    return ops.cast(ops.equal(indices[:, None], columns[None, :]), dtype)
+
+
+def bilinear_matrix(in_size, out_size, dtype="float32"):
+    """`(out_size, in_size)` weights of 1-D linear interpolation with half-pixel centres,
+    as PyTorch's `interpolate(mode="bilinear", align_corners=False)` computes them when
+    it is given an output size: source `(i + 0.5) * in / out - 0.5`, clamped below at 0,
+    and the upper tap clamped to the last pixel.
+    """
+    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    source = (ops.cast(ops.arange(out_size, dtype="int32"), "float32") + 0.5) * scale - 0.5
+    source = ops.maximum(source, 0.0)
+    lower = ops.minimum(ops.cast(ops.floor(source), "int32"), in_size - 1)
+    upper = ops.minimum(lower + 1, in_size - 1)
+    upper_weight = source - ops.cast(lower, "float32")
+    matrix = _one_hot_rows(lower, in_size, "float32") * (1.0 - upper_weight)[:, None]
+    matrix = matrix + _one_hot_rows(upper, in_size, "float32") * upper_weight[:, None]
+    return ops.cast(matrix, dtype)
+
+
+def adaptive_pool_matrix(in_size, bins, dtype="float32"):
+    """`(bins, in_size)` averaging weights of PyTorch's adaptive average pooling: bin i
+    spans `[floor(i * L / n), ceil((i + 1) * L / n))`."""
+    index = ops.arange(bins, dtype="int32")
+    start = (index * in_size) // bins
+    end = ((index + 1) * in_size + bins - 1) // bins
+    positions = ops.arange(in_size, dtype="int32")[None, :]
+    inside = ops.logical_and(positions >= start[:, None], positions < end[:, None])
+    counts = ops.cast(end - start, "float32")[:, None]
+    return ops.cast(ops.cast(inside, "float32") / counts, dtype)
+
+
+def apply_spatial_matrices(x, row_matrix, column_matrix):
+    """`row_matrix @ x @ column_matrix^T` on every channel of an NHWC tensor.
+
+    Args:
+        x: `(B, H, W, C)`.
+        row_matrix: `(H', H)`; column_matrix: `(W', W)`.
+
+    Returns:
+        `(B, H', W', C)`.
+    """
+    batch = ops.shape(x)[0]
+    height, width = spatial_shape(x)
+    channels = ops.shape(x)[3]
+    out_height = ops.shape(row_matrix)[0]
+    out_width = ops.shape(column_matrix)[0]
+    x = ops.reshape(x, (-1, height, width * channels))
+    x = ops.matmul(row_matrix, x)  # (B, H', W * C)
+    x = ops.reshape(x, (-1, width, channels))
+    x = ops.matmul(column_matrix, x)  # (B * H', W', C)
+    return ops.reshape(x, (batch, out_height, out_width, channels))
+
+
+def resize_bilinear(x, height, width):
+    """Bilinear resize of an NHWC tensor to `height x width` (ints or scalar int tensors),
+    equal to PyTorch's `interpolate(mode="bilinear", align_corners=False)`."""
+    in_height, in_width = spatial_shape(x)
+    if is_static(in_height, in_width, height, width) and (in_height, in_width) == (height, width):
+        return x
+    return apply_spatial_matrices(
+        x,
+        bilinear_matrix(in_height, height, x.dtype),
+        bilinear_matrix(in_width, width, x.dtype),
+    )
+
+
+def adaptive_average_pool(x, bins):
+    """PyTorch's `AdaptiveAvgPool2d(bins)` on an NHWC tensor: `(B, bins, bins, C)`."""
+    height, width = spatial_shape(x)
+    return apply_spatial_matrices(
+        x, adaptive_pool_matrix(height, bins, x.dtype), adaptive_pool_matrix(width, bins, x.dtype)
+    )

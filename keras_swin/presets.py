@@ -92,19 +92,58 @@ def verify_sha256(path, expected):
         )
 
 
-def resolve_preset(model, name):
-    """Downloads (or finds in the cache) the checkpoint for preset `name`; returns its path."""
-    repository = preset_repository(model_variant(model), model.window_size, name)
+def download(repository, filenames):
+    """The first of `filenames` that `huggingface_hub` finds for `repository` (in its cache
+    or online); an OSError naming the repository when none can be had."""
     from huggingface_hub import hf_hub_download
 
-    try:
-        path = hf_hub_download(repository, CHECKPOINT_FILE, library_name="keras_swin")
-    except Exception as error:
+    errors = []
+    for filename in filenames:
+        try:
+            path = hf_hub_download(repository, filename, library_name="keras_swin")
+            break
+        except Exception as error:  # not in the cache, offline, not in the repository
+            errors.append(f"{filename}: {error}")
+    else:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         raise OSError(
-            f"Could not get '{CHECKPOINT_FILE}' of '{repository}' from the Hugging Face Hub"
-            f"{' (HF_HUB_OFFLINE is set and it is not in the cache)' if offline else ''}: {error}"
-        ) from error
+            f"Could not get {' or '.join(filenames)} of '{repository}' from the Hugging Face Hub"
+            f"{' (HF_HUB_OFFLINE is set and it is not in the cache)' if offline else ''}: "
+            + "; ".join(errors)
+        )
     if repository in KNOWN_SHA256:
         verify_sha256(path, KNOWN_SHA256[repository])
     return path
+
+
+def resolve_preset(model, name):
+    """Downloads (or finds in the cache) the checkpoint for preset `name`; returns its path."""
+    return download(preset_repository(model_variant(model), model.window_size, name), [CHECKPOINT_FILE])
+
+
+# UPerNet on ADE20K (150 classes), converted from mmseg by Hugging Face; the backbone
+# window of each is the one in `keras_swin.upernet.UPERNET_WINDOWS`.
+UPERNET_PRESETS = {
+    ("swin_t", 7): "openmmlab/upernet-swin-tiny",
+    ("swin_s", 7): "openmmlab/upernet-swin-small",
+    ("swin_b", 12): "openmmlab/upernet-swin-base",
+    ("swin_l", 12): "openmmlab/upernet-swin-large",
+}
+UPERNET_PRESET_NAMES = ("ade20k",)
+
+
+def resolve_upernet_preset(model, name):
+    """The checkpoint path of UPerNet preset `name` ("ade20k") for `model`'s backbone."""
+    if name not in UPERNET_PRESET_NAMES:
+        raise ValueError(
+            f"Unknown UPerNet weights {name!r}; expected a file path (.weights.h5, .keras, .pth, "
+            f".pt, .bin or .safetensors) or one of {list(UPERNET_PRESET_NAMES)}."
+        )
+    backbone = model.backbone
+    key = (model_variant(backbone), getattr(backbone, "window_size", None))
+    if key not in UPERNET_PRESETS:
+        raise ValueError(
+            f"weights={name!r}: no ADE20K UPerNet for a {key[0] or 'custom'} backbone with window "
+            f"{key[1]}; presets exist for {sorted(f'{v} window {w}' for v, w in UPERNET_PRESETS)}."
+        )
+    return download(UPERNET_PRESETS[key], ["model.safetensors", "pytorch_model.bin"])

@@ -71,10 +71,12 @@ def read_state_dict(path):
 
 
 def detect_layout(state_dict):
-    """Returns "huggingface", "official" or "timm" for a Swin state dict."""
+    """Returns "huggingface", "official", "timm" or "mmseg" for a Swin state dict."""
     keys = list(state_dict)
     if any("embeddings.patch_embeddings" in k for k in keys):
         return "huggingface"
+    if any(k.startswith("patch_embed.projection.") for k in keys):
+        return "mmseg"
     if not any(k.startswith("patch_embed.") for k in keys):
         raise WeightsMismatchError(
             "Unrecognised checkpoint layout: expected official/timm keys 'patch_embed.*' or "
@@ -104,6 +106,7 @@ _HF_RENAMES = (
     (r"\.intermediate\.dense\.", ".mlp.fc1."),
     (r"\.output\.dense\.", ".mlp.fc2."),
     (r"^layernorm\.", "norm."),
+    (r"^hidden_states_norms\.stage(\d+)\.", lambda m: f"norm{int(m.group(1)) - 1}."),
     (r"^classifier\.", "head."),
 )
 _HF_QKV = re.compile(r"^(.*)\.attention\.(?:self\.)?(query|key|value|q_proj|k_proj|v_proj)\.(weight|bias)$")
@@ -147,6 +150,37 @@ def _timm_to_official(state_dict):
     return state
 
 
+_MMSEG_RENAMES = (
+    (r"^patch_embed\.projection\.", "patch_embed.proj."),
+    (r"^stages\.", "layers."),
+    (r"\.attn\.w_msa\.", ".attn."),
+    (r"\.ffn\.layers\.0\.0\.", ".mlp.fc1."),
+    (r"\.ffn\.layers\.1\.", ".mlp.fc2."),
+)
+# mmseg's PatchMerging gathers the 2x2 neighbourhood with nn.Unfold, which orders the 4C
+# features channel-major with the offsets as (0,0), (0,1), (1,0), (1,1); the official order
+# is offset-major with (0,0), (1,0), (0,1), (1,1).
+_UNFOLD_TO_OFFICIAL = [0, 2, 1, 3]
+
+
+def _unfold_to_official(value):
+    """Reorders the 4C axis (the last) of a merging weight from mmseg's unfold order."""
+    channels = value.shape[-1] // 4
+    grouped = value.reshape(value.shape[:-1] + (channels, 4))[..., _UNFOLD_TO_OFFICIAL]
+    return np.swapaxes(grouped, -1, -2).reshape(value.shape)
+
+
+def _mmseg_to_official(state_dict):
+    state = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in _MMSEG_RENAMES:
+            key = re.sub(pattern, replacement, key)
+        if re.match(r"^layers\.\d+\.downsample\.(reduction\.weight|norm\.weight|norm\.bias)$", key):
+            value = _unfold_to_official(value)
+        state[key] = value
+    return state
+
+
 def to_official_layout(state_dict):
     """Renames any supported layout to the official one; returns `(state, layout)`."""
     layout = detect_layout(state_dict)
@@ -155,6 +189,8 @@ def to_official_layout(state_dict):
         state = _huggingface_to_official(state)
     elif layout == "timm":
         state = _timm_to_official(state)
+    elif layout == "mmseg":
+        state = _mmseg_to_official(state)
     return state, layout
 
 
@@ -208,7 +244,10 @@ def official_variable_map(model):
             merging = model.get_layer(f"stage{stage + 1}_merging")
             add_norm(f"layers.{stage}.downsample.norm", merging.norm)
             add_dense(f"layers.{stage}.downsample.reduction", merging.reduction)
-    add_norm("norm", model.get_layer("final_norm"))
+        if getattr(model, "pyramid_norm", False):
+            add_norm(f"norm{stage}", model.pyramid_norm_layers[stage])
+    if getattr(model, "include_final_norm", True):
+        add_norm("norm", model.get_layer("final_norm"))
     if model.include_top:
         add_dense("head", model.get_layer("predictions"))
     return mapping
@@ -262,6 +301,15 @@ def official_to_keras(model, state, layout="official"):
     initialisation (with a warning) when the class count differs. Bias tables made for
     another window are resized bicubically.
     """
+    mapping, state = match_backbone(model, state)
+    assign_checked(mapping, state, layout, model.name, _bias_table_adapter(model.window_size))
+
+
+def match_backbone(model, state):
+    """`(mapping, state)` of a SwinTransformer and an official-layout state, with the
+    parts that one of them lacks by design left out: the head of a headless model or of
+    another class count, the final norm of a pyramid-only backbone, and pyramid norms
+    that a classification checkpoint does not have (they start fresh, as in mmseg)."""
     mapping = official_variable_map(model)
     head_keys = {"head.weight", "head.bias"}
     if not model.include_top:
@@ -276,11 +324,44 @@ def official_to_keras(model, state, layout="official"):
         state = {k: v for k, v in state.items() if k not in head_keys}
         mapping = {k: v for k, v in mapping.items() if k not in head_keys}
 
+    if not getattr(model, "include_final_norm", True):
+        state = {k: v for k, v in state.items() if k not in ("norm.weight", "norm.bias")}
+    pyramid_keys = {k for k in mapping if re.match(r"^norm\d+\.", k)}
+    if pyramid_keys and not pyramid_keys & set(state):
+        logger.warning(
+            "The checkpoint has no pyramid norms (norm0..norm%d): they are freshly initialised.",
+            len(model.depths) - 1,
+        )
+        mapping = {k: v for k, v in mapping.items() if k not in pyramid_keys}
+    elif not pyramid_keys and any(re.match(r"^norm\d+\.", k) for k in state):
+        logger.warning("The model has no pyramid norms: the checkpoint's norm0.. are skipped.")
+        state = {k: v for k, v in state.items() if not re.match(r"^norm\d+\.", k)}
+    return mapping, state
+
+
+def _bias_table_adapter(window_size):
+    """An `assign_checked` adapter that resizes bias tables made for another window."""
+
+    def adapt(key, value, expected):
+        if key.endswith("relative_position_bias_table") and value.shape != expected:
+            if value.shape[1] == expected[1]:
+                return resize_bias_table(value, window_size)
+        return value
+
+    return adapt
+
+
+def assign_checked(mapping, state, layout, model_name, adapt=None):
+    """Assigns `state[key]` to every variable of `mapping` (`{key: (variable, transform)}`)
+    after checking every key and shape, so that a mismatch leaves the model untouched.
+
+    `adapt(key, value, expected_shape)` may reshape a value first (bias-table resizing).
+    """
     missing = sorted(set(mapping) - set(state))
     unexpected = sorted(set(state) - set(mapping))
     if missing or unexpected:
         raise WeightsMismatchError(
-            f"Checkpoint ({layout} layout) does not match model '{model.name}': "
+            f"Checkpoint ({layout} layout) does not match model '{model_name}': "
             f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
             f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}."
         )
@@ -288,9 +369,8 @@ def official_to_keras(model, state, layout="official"):
     for key, (variable, transform) in mapping.items():
         value = transform(state[key])
         expected = tuple(variable.shape)
-        if key.endswith("relative_position_bias_table") and value.shape != expected:
-            if value.shape[1] == expected[1]:
-                value = resize_bias_table(value, model.window_size)
+        if adapt is not None:
+            value = adapt(key, value, expected)
         if tuple(value.shape) != expected:
             raise WeightsMismatchError(
                 f"Shape mismatch for '{key}' ({layout} layout) -> '{variable.path}': "
@@ -326,3 +406,131 @@ def load_weights(model, weights):
     state, layout = to_official_layout(read_state_dict(weights))
     official_to_keras(model, state, layout)
     return layout
+
+
+# --------------------------------------------------------------------------- UPerNet
+
+# mmseg names (ConvModule's `bn`, `conv_seg`) -> Hugging Face names, the ones mapped below.
+_MMSEG_DECODER_RENAMES = ((r"\.bn\.", ".batch_norm."), (r"\.conv_seg\.", ".classifier."))
+
+
+def detect_upernet_layout(state_dict):
+    """"huggingface" or "mmseg" for an UPerNet state dict (`backbone.*`, `decode_head.*`)."""
+    keys = list(state_dict)
+    if any(k.startswith("decode_head.conv_seg.") for k in keys):
+        return "mmseg"
+    if any(k.startswith("decode_head.classifier.") for k in keys):
+        return "huggingface"
+    raise WeightsMismatchError(
+        "Unrecognised UPerNet checkpoint: expected 'decode_head.classifier.*' (Hugging Face) or "
+        f"'decode_head.conv_seg.*' (mmseg); found e.g. {keys[:5]}. A Swin classification "
+        "checkpoint goes to the backbone: pass it as `backbone_weights`."
+    )
+
+
+def upernet_variable_map(model):
+    """`{Hugging Face decoder key: (keras variable, transform)}` for UPerNet's heads."""
+    mapping = {}
+
+    def add_conv_module(prefix, layer_prefix):
+        conv = model.get_layer(f"{layer_prefix}_conv")
+        norm = model.get_layer(f"{layer_prefix}_bn")
+        mapping[f"{prefix}.conv.weight"] = (conv.kernel, _conv)
+        for name, variable in (
+            ("weight", norm.gamma),
+            ("bias", norm.beta),
+            ("running_mean", norm.moving_mean),
+            ("running_var", norm.moving_variance),
+        ):
+            mapping[f"{prefix}.batch_norm.{name}"] = (variable, _identity)
+
+    def add_classifier(prefix, layer_name):
+        layer = model.get_layer(layer_name)
+        mapping[f"{prefix}.weight"] = (layer.kernel, _conv)
+        mapping[f"{prefix}.bias"] = (layer.bias, _identity)
+
+    for index, scale in enumerate(model.pool_scales):
+        add_conv_module(f"decode_head.psp_modules.{index}.1", f"ppm{scale}")
+    add_conv_module("decode_head.bottleneck", "ppm_bottleneck")
+    for index in range(3):
+        add_conv_module(f"decode_head.lateral_convs.{index}", f"lateral{index}")
+        add_conv_module(f"decode_head.fpn_convs.{index}", f"fpn{index}")
+    add_conv_module("decode_head.fpn_bottleneck", "fuse")
+    add_classifier("decode_head.classifier", "decode_classifier")
+    if model.auxiliary_head:
+        add_conv_module("auxiliary_head.convs.0", "auxiliary")
+        add_classifier("auxiliary_head.classifier", "auxiliary_classifier")
+    return mapping
+
+
+def upernet_to_keras(model, state_dict):
+    """Checks a Hugging Face or mmseg UPerNet state dict against `model` (backbone and
+    heads together), then assigns every weight, BatchNorm statistics included. Returns
+    the layout."""
+    layout = detect_upernet_layout(state_dict)
+    state_dict = {k: v for k, v in state_dict.items() if not IGNORED_KEY_PATTERN.search(k)}
+    backbone_state = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
+    decoder_state = {}
+    for key, value in state_dict.items():
+        if key.startswith("backbone."):
+            continue
+        if layout == "mmseg":
+            for pattern, replacement in _MMSEG_DECODER_RENAMES:
+                key = re.sub(pattern, replacement, key)
+        decoder_state[key] = value
+    if not backbone_state:
+        raise WeightsMismatchError(f"UPerNet checkpoint ({layout} layout) has no 'backbone.*' keys.")
+    backbone_state, backbone_layout = to_official_layout(backbone_state)
+    if not model.auxiliary_head and any(k.startswith("auxiliary_head.") for k in decoder_state):
+        logger.info("The model has no auxiliary head: the checkpoint's auxiliary_head.* are skipped.")
+        decoder_state = {k: v for k, v in decoder_state.items() if not k.startswith("auxiliary_head.")}
+    mapping = upernet_variable_map(model)
+    for prefix in ("decode_head.classifier", "auxiliary_head.classifier"):
+        found = decoder_state.get(f"{prefix}.weight")
+        if found is not None and prefix + ".weight" in mapping and found.shape[0] != model.num_classes:
+            logger.warning(
+                "Checkpoint %s has %d classes but the model has %d: it is freshly initialised.",
+                prefix,
+                found.shape[0],
+                model.num_classes,
+            )
+            decoder_state = {k: v for k, v in decoder_state.items() if not k.startswith(prefix + ".")}
+            mapping = {k: v for k, v in mapping.items() if not k.startswith(prefix + ".")}
+    backbone = model.backbone
+    backbone_mapping, backbone_state = match_backbone(backbone, backbone_state)
+    full_mapping = {f"backbone.{k}": v for k, v in backbone_mapping.items()}
+    full_mapping.update(mapping)
+    full_state = {f"backbone.{k}": v for k, v in backbone_state.items()}
+    full_state.update(decoder_state)
+    assign_checked(
+        full_mapping,
+        full_state,
+        f"{layout} UPerNet, backbone {backbone_layout}",
+        model.name,
+        _bias_table_adapter(backbone.window_size),
+    )
+    return layout
+
+
+def load_upernet_weights(model, weights):
+    """Loads `weights` into a `keras_swin.UPerNet` with a Swin backbone.
+
+    Args:
+        model: the UPerNet.
+        weights: a `.weights.h5`/`.keras` file, a Hugging Face `UperNetForSemanticSegmentation`
+            or mmseg checkpoint (`.pth/.pt/.bin/.safetensors`), or "ade20k".
+
+    Returns:
+        The layout that was loaded ("keras", "huggingface" or "mmseg").
+    """
+    weights = os.fspath(weights)
+    if not weights.endswith(KERAS_SUFFIXES + TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)):
+        from keras_swin.presets import resolve_upernet_preset
+
+        weights = resolve_upernet_preset(model, weights)
+    if weights.endswith(KERAS_SUFFIXES):
+        if not os.path.isfile(weights):
+            raise OSError(f"No weights file at '{weights}'.")
+        model.load_weights(weights)
+        return "keras"
+    return upernet_to_keras(model, read_state_dict(weights))

@@ -55,3 +55,50 @@ def timm_state_dict(official_state):
         key = re.sub(r"^head\.", "head.fc.", key)
         state[key] = value
     return state
+
+
+def _official_to_unfold(value):
+    """Official 2x2 merging order -> mmseg's nn.Unfold order, on the last (4C) axis."""
+    channels = value.shape[-1] // 4
+    grouped = value.reshape(value.shape[:-1] + (4, channels))[..., [0, 2, 1, 3], :]
+    return np.swapaxes(grouped, -1, -2).reshape(value.shape)
+
+
+_OFFICIAL_TO_MMSEG = (
+    (r"^patch_embed\.proj\.", "patch_embed.projection."),
+    (r"^layers\.", "stages."),
+    (r"\.attn\.", ".attn.w_msa."),
+    (r"\.mlp\.fc1\.", ".ffn.layers.0.0."),
+    (r"\.mlp\.fc2\.", ".ffn.layers.1."),
+)
+
+
+def mmseg_upernet_state_dict(hf_state):
+    """An mmseg UPerNet checkpoint from a Hugging Face one: `backbone.stages.*` with
+    `attn.w_msa`, `ffn.layers`, unfold-ordered patch merging and `norm{i}`; ConvModule
+    `bn`, `conv_seg`; BatchNorm statistics and buffers as mmseg saves them."""
+    backbone = {}
+    for key, value in hf_state.items():
+        if not key.startswith("backbone."):
+            continue
+        key = key[len("backbone."):]
+        match = re.match(r"^hidden_states_norms\.stage(\d+)\.(.*)$", key)
+        if match:
+            backbone[f"norm{int(match.group(1)) - 1}.{match.group(2)}"] = value
+        elif key.startswith("swin.layernorm."):
+            continue  # transformers 5 keeps an unused final norm; mmseg has none
+        else:
+            backbone[key] = value
+    official = official_state_dict(backbone)
+    state = {}
+    for key, value in official.items():
+        if re.match(r"^layers\.\d+\.downsample\.(reduction|norm)\.", key):
+            value = _official_to_unfold(value)
+        for pattern, replacement in _OFFICIAL_TO_MMSEG:
+            key = re.sub(pattern, replacement, key)
+        state[f"backbone.{key}"] = value
+    for key, value in hf_state.items():
+        if key.startswith(("decode_head.", "auxiliary_head.")):
+            key = key.replace(".batch_norm.", ".bn.").replace(".classifier.", ".conv_seg.")
+            state[key] = value
+    return state

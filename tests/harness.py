@@ -36,21 +36,52 @@ def random_inputs(shape, seed=0):
     return np.random.RandomState(seed).standard_normal(shape).astype("float32")
 
 
+def _is_multi(shape):
+    return isinstance(shape, list)
+
+
+def _inputs_for(shape, seed=0):
+    """One array for a shape, a list of arrays for a list of shapes (multi-input layers)."""
+    if _is_multi(shape):
+        return [random_inputs(s, seed=seed + index) for index, s in enumerate(shape)]
+    return random_inputs(shape, seed)
+
+
 class LayerChecks:
     """Checks for one layer class.
 
     Args:
         layer_cls: the layer class.
         init_kwargs: constructor arguments.
-        input_shape: a full input shape (batch included) used for eager calls.
-        symbolic_shape: the shape given to `keras.Input` (no batch); may hold None.
+        input_shape: a full input shape (batch included) used for eager calls, or a list
+            of them for a layer called on a list of tensors.
+        symbolic_shape: the shape given to `keras.Input` (no batch); may hold None. A
+            list of them for a multi-input layer.
     """
 
     def __init__(self, layer_cls, init_kwargs, input_shape, symbolic_shape=None):
         self.layer_cls = layer_cls
         self.init_kwargs = init_kwargs
-        self.input_shape = tuple(input_shape)
-        self.symbolic_shape = tuple(symbolic_shape or input_shape[1:])
+        if _is_multi(input_shape):
+            self.input_shape = [tuple(s) for s in input_shape]
+            self.symbolic_shape = [tuple(s) for s in (symbolic_shape or [s[1:] for s in input_shape])]
+        else:
+            self.input_shape = tuple(input_shape)
+            self.symbolic_shape = tuple(symbolic_shape or input_shape[1:])
+
+    def _symbolic_inputs(self):
+        if _is_multi(self.symbolic_shape):
+            return [keras.Input(s) for s in self.symbolic_shape]
+        return keras.Input(self.symbolic_shape)
+
+    def _batched_symbolic_shape(self):
+        if _is_multi(self.symbolic_shape):
+            return [(None,) + s for s in self.symbolic_shape]
+        return (None,) + self.symbolic_shape
+
+    @property
+    def _batch_size(self):
+        return (self.input_shape[0] if _is_multi(self.input_shape) else self.input_shape)[0]
 
     def make(self, **overrides):
         return self.layer_cls(**{**self.init_kwargs, **overrides})
@@ -74,27 +105,27 @@ class LayerChecks:
 
     def check_shapes(self):
         layer = self.make()
-        x = random_inputs(self.input_shape)
+        x = _inputs_for(self.input_shape)
         eager = layer(x)
         assert tuple(eager.shape) == tuple(layer.compute_output_shape(self.input_shape))
-        symbolic = self.make()(keras.Input(self.symbolic_shape))
-        expected = layer.compute_output_shape((None,) + self.symbolic_shape)
+        symbolic = self.make()(self._symbolic_inputs())
+        expected = layer.compute_output_shape(self._batched_symbolic_shape())
         assert tuple(symbolic.shape) == tuple(expected)
         for got, want in zip(symbolic.shape, eager.shape):
             assert got is None or got == want
 
     def _wrap(self, layer):
-        inputs = keras.Input(self.symbolic_shape)
+        inputs = self._symbolic_inputs()
         return keras.Model(inputs, layer(inputs))
 
     def check_jit_fit_step(self):
         layer = self.make()
         model = self._wrap(layer)
-        x = random_inputs(self.input_shape)
+        x = _inputs_for(self.input_shape)
         y = random_inputs(tuple(layer(x).shape), seed=1)
         before = [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights]
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse", jit_compile=True)
-        history = model.fit(x, y, batch_size=self.input_shape[0], epochs=1, verbose=0)
+        history = model.fit(x, y, batch_size=self._batch_size, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
         for weight, old in zip(layer.trainable_weights, before):
             new = keras.ops.convert_to_numpy(weight)
@@ -104,10 +135,10 @@ class LayerChecks:
     def check_fresh_process_reload(self, tmp_path):
         layer = self.make()
         model = self._wrap(layer)
-        x = random_inputs(self.input_shape)
+        x = _inputs_for(self.input_shape)
         path = str(tmp_path / "layer.keras")
         model.save(path)
-        np.save(tmp_path / "x.npy", x)
+        np.savez(tmp_path / "x.npz", *(x if isinstance(x, list) else [x]))
         np.save(tmp_path / "y.npy", np.asarray(model(x)))
         out = run_python(
             f"""
@@ -116,7 +147,9 @@ class LayerChecks:
             model = keras.saving.load_model({path!r}, safe_mode=True)
             layer = model.layers[-1]
             assert type(layer).__name__ == {self.layer_cls.__name__!r}, type(layer)
-            x = np.load({str(tmp_path / "x.npy")!r})
+            arrays = np.load({str(tmp_path / "x.npz")!r})
+            x = [arrays[f"arr_{{i}}"] for i in range(len(arrays.files))]
+            x = x if len(x) > 1 else x[0]
             y = np.load({str(tmp_path / "y.npy")!r})
             print("maxdiff", float(np.abs(np.asarray(model(x)) - y).max()))
             """
@@ -126,7 +159,7 @@ class LayerChecks:
     def check_mixed_precision(self):
         for policy, dtype in (("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")):
             layer = self.make(dtype=policy)
-            out = layer(random_inputs(self.input_shape))
+            out = layer(_inputs_for(self.input_shape))
             assert keras.backend.standardize_dtype(out.dtype) == dtype
             for weight in layer.weights:
                 assert weight.dtype == "float32", f"{weight.path} stored as {weight.dtype}"

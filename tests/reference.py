@@ -82,3 +82,87 @@ def keras_from_hf(model, input_shape=(None, None, 3), **kwargs):
     state, layout = to_official_layout(hf_state_dict(model))
     official_to_keras(keras_model, state, layout)
     return keras_model
+
+
+def hf_upernet_reference(
+    embed_dim=32,
+    depths=(2, 2, 2, 2),
+    num_heads=(1, 2, 4, 8),
+    window_size=4,
+    hidden_size=64,
+    auxiliary_channels=32,
+    num_labels=5,
+    use_auxiliary_head=True,
+    seed=0,
+):
+    """A randomly initialised HF UperNetForSemanticSegmentation with a Swin backbone, with
+    norms, biases, bias tables and BatchNorm running statistics moved off their init."""
+    from transformers import UperNetConfig, UperNetForSemanticSegmentation
+
+    torch.manual_seed(seed)
+    backbone = SwinConfig(
+        embed_dim=embed_dim,
+        depths=list(depths),
+        num_heads=list(num_heads),
+        window_size=window_size,
+        drop_path_rate=0.0,
+        out_features=[f"stage{i + 1}" for i in range(len(depths))],
+    )
+    config = UperNetConfig(
+        backbone_config=backbone,
+        hidden_size=hidden_size,
+        auxiliary_channels=auxiliary_channels,
+        auxiliary_in_channels=embed_dim * 4,
+        num_labels=num_labels,
+        use_auxiliary_head=use_auxiliary_head,
+    )
+    model = UperNetForSemanticSegmentation(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or "norm" in name or "relative_position_bias_table" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.add_(torch.randn_like(buffer) * 0.3)
+            elif name.endswith("running_var"):
+                buffer.mul_(torch.rand_like(buffer) + 0.5)
+    return model
+
+
+def hf_upernet_outputs(model, images_nhwc):
+    """`(logits, auxiliary_logits or None)` NHWC at the image size, for normalised images."""
+    pixel_values = torch.from_numpy(np.transpose(images_nhwc, (0, 3, 1, 2)).copy())
+    with torch.no_grad():
+        logits = model(pixel_values=pixel_values).logits
+        auxiliary = None
+        if model.auxiliary_head is not None:
+            auxiliary = model.auxiliary_head(model.backbone(pixel_values).feature_maps)
+            auxiliary = torch.nn.functional.interpolate(
+                auxiliary, size=pixel_values.shape[2:], mode="bilinear", align_corners=False
+            )
+    to_nhwc = lambda t: None if t is None else t.numpy().transpose(0, 2, 3, 1)  # noqa: E731
+    return to_nhwc(logits), to_nhwc(auxiliary)
+
+
+def keras_upernet_like(model, **kwargs):
+    """An untrained keras_swin UPerNet with the HF model's architecture (normalised input)."""
+    config = model.config
+    backbone_config = config.backbone_config
+    backbone = keras_swin.SwinTransformer(
+        embed_dim=backbone_config.embed_dim,
+        depths=backbone_config.depths,
+        num_heads=backbone_config.num_heads,
+        window_size=backbone_config.window_size,
+        include_preprocessing=False,
+        pyramid_norm=True,
+        include_final_norm=False,
+        always_partition=True,
+    )
+    return keras_swin.UPerNet(
+        backbone,
+        num_classes=kwargs.pop("num_classes", config.num_labels),
+        channels=config.hidden_size,
+        auxiliary_head=kwargs.pop("auxiliary_head", config.use_auxiliary_head),
+        auxiliary_channels=config.auxiliary_channels,
+        **kwargs,
+    )

@@ -1,9 +1,19 @@
-"""Serializable Swin layers."""
+"""Serializable Swin and dense-prediction layers."""
 
+from keras_swin.layers.adaptive_pooling import AdaptiveAveragePooling2D
+from keras_swin.layers.bilinear_resize import BilinearResize
 from keras_swin.layers.drop_path import DropPath
 from keras_swin.layers.patch_embedding import PatchEmbedding
 from keras_swin.layers.patch_merging import PatchMerging
 from keras_swin.layers.swin_block import SwinBlock
 from keras_swin.layers.window_attention import WindowAttention
 
-__all__ = ["DropPath", "PatchEmbedding", "PatchMerging", "SwinBlock", "WindowAttention"]
+__all__ = [
+    "AdaptiveAveragePooling2D",
+    "BilinearResize",
+    "DropPath",
+    "PatchEmbedding",
+    "PatchMerging",
+    "SwinBlock",
+    "WindowAttention",
+]

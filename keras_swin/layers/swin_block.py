@@ -17,8 +17,9 @@ class SwinBlock(keras.layers.Layer):
     top-left by `shift_size` (when shifted), split into windows and attended with the
     -100 region mask built on the padded size. A map whose shorter side is at most
     `window_size` is attended as one window of that side, without a shift; the bias then
-    comes from the same table at the same offsets. Window, shift and mask are derived from
-    the runtime shape, so one graph serves every input size.
+    comes from the same table at the same offsets, unless `always_partition` is set.
+    Window, shift and mask are derived from the runtime shape, so one graph serves every
+    input size.
 
     Args:
         num_heads: int, attention heads; must divide the channels.
@@ -30,6 +31,10 @@ class SwinBlock(keras.layers.Layer):
         attention_dropout_rate: float in [0, 1), on attention weights.
         drop_path_rate: float in [0, 1), stochastic depth of both residual branches.
         norm_epsilon: float, LayerNorm epsilon. Default 1e-5.
+        always_partition: bool, keep `window_size` and the shift on maps smaller than the
+            window (padding them to one window), as the detection and segmentation
+            backbones do (official detection code, mmseg, Hugging Face `SwinBackbone`).
+            Default False (the classification models' rule above).
 
     Input and output shape: `(B, H, W, C)`.
     """
@@ -45,6 +50,7 @@ class SwinBlock(keras.layers.Layer):
         attention_dropout_rate=0.0,
         drop_path_rate=0.0,
         norm_epsilon=1e-5,
+        always_partition=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -73,6 +79,7 @@ class SwinBlock(keras.layers.Layer):
         self.attention_dropout_rate = float(attention_dropout_rate)
         self.drop_path_rate = float(drop_path_rate)
         self.norm_epsilon = float(norm_epsilon)
+        self.always_partition = bool(always_partition)
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:
@@ -116,9 +123,12 @@ class SwinBlock(keras.layers.Layer):
     def _attend(self, x, training):
         """Window attention on a normalised `(B, H, W, C)` map."""
         height, width = swin_ops.spatial_shape(x)
-        window, shift = swin_ops.effective_window(
-            height, width, self.window_size, self.shift_size
-        )
+        if self.always_partition:
+            window, shift = self.window_size, self.shift_size
+        else:
+            window, shift = swin_ops.effective_window(
+                height, width, self.window_size, self.shift_size
+            )
         x = swin_ops.pad_to_multiple(x, window, window)
         padded_h, padded_w = swin_ops.spatial_shape(x)
         # With a static shape and no shift the mask is all zeros and is skipped.
@@ -167,4 +177,5 @@ class SwinBlock(keras.layers.Layer):
             "attention_dropout_rate": self.attention_dropout_rate,
             "drop_path_rate": self.drop_path_rate,
             "norm_epsilon": self.norm_epsilon,
+            "always_partition": self.always_partition,
         }

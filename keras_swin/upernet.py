@@ -1,0 +1,312 @@
+"""UPerNet (Xiao et al., 2018) semantic segmentation over any backbone with `pyramid_outputs`,
+and the Swin configurations of the Swin paper's ADE20K results (mmseg / Hugging Face)."""
+
+import keras
+
+from keras_swin.backbone import resolve_dtype_policy
+from keras_swin.layers import AdaptiveAveragePooling2D, BilinearResize
+from keras_swin.models import MODEL_CONFIGS, build_model
+
+LEVELS = ("P2", "P3", "P4", "P5")
+
+
+def _conv_initializer():
+    # mmseg's ConvModule: Kaiming normal, fan_out, for ReLU.
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+@keras.saving.register_keras_serializable(package="keras_swin")
+class UPerNet(keras.Model):
+    """UPerNet: a pyramid pooling module on the coarsest level, an FPN, and a fused
+    classifier, with an optional auxiliary FCN head, as in mmseg's `UPerHead`/`FCNHead`
+    and Hugging Face's `UperNetForSemanticSegmentation`.
+
+    Every conv (except the classifiers) is conv (no bias) + BatchNorm (eps `norm_epsilon`)
+    + ReLU. Resizing is bilinear with half-pixel centres (PyTorch `align_corners=False`)
+    to the exact size of the finer map, so any input size works in one graph.
+
+    Args:
+        backbone: a Keras model with `pyramid_outputs` "P2".."P5" (for example
+            `keras_swin.SwinT(include_top=False, pyramid_norm=True)`); its config is stored
+            in this model's, so it nests through Keras serialization.
+        num_classes: int, classes of the per-pixel classifier.
+        channels: int, decoder width. Default 512.
+        pool_scales: tuple of ints, adaptive pooling bins of the pyramid pooling module.
+            Default (1, 2, 3, 6).
+        dropout_rate: float in [0, 1), dropout before the classifiers. Default 0.1.
+        auxiliary_head: bool, add the FCN head on P4 as a second output (used in
+            training, loss weight 0.4 in the recipe). Default False.
+        auxiliary_channels: int, width of the auxiliary head. Default 256.
+        norm_epsilon: float, BatchNorm epsilon. Default 1e-5.
+        activation: None (logits), "softmax" or "sigmoid", applied to the outputs.
+        weights: None, a path to a Keras, Hugging Face or mmseg checkpoint, or "ade20k"
+            (see `keras_swin.weights.load_upernet_weights`).
+        name: str. Default "upernet".
+        dtype: None (the global policy), a policy name or a `keras.DTypePolicy`. The
+            classifiers and the final resize compute in float32.
+
+    Input shape: `(B, H, W, 3)`, as the backbone takes it.
+    Output: logits `(B, H, W, num_classes)`; with `auxiliary_head=True` a dict
+        `{"logits": ..., "auxiliary_logits": ...}` of two such tensors.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        channels=512,
+        pool_scales=(1, 2, 3, 6),
+        dropout_rate=0.1,
+        auxiliary_head=False,
+        auxiliary_channels=256,
+        norm_epsilon=1e-5,
+        activation=None,
+        weights=None,
+        name="upernet",
+        dtype=None,
+        **kwargs,
+    ):
+        if isinstance(backbone, dict):
+            backbone = keras.saving.deserialize_keras_object(backbone)
+        pyramid = getattr(backbone, "pyramid_outputs", None)
+        if not isinstance(backbone, keras.Model) or not isinstance(pyramid, dict) or not set(
+            LEVELS
+        ) <= set(pyramid):
+            raise ValueError(
+                "`backbone` must be a keras.Model with `pyramid_outputs` holding "
+                f"{list(LEVELS)}; received {type(backbone).__name__} with pyramid_outputs="
+                f"{sorted(pyramid) if isinstance(pyramid, dict) else pyramid}."
+            )
+        pool_scales = tuple(int(s) for s in pool_scales)
+        if not pool_scales or min(pool_scales) < 1:
+            raise ValueError(f"`pool_scales` must be ints >= 1; received pool_scales={pool_scales}.")
+        for arg_name, value in (
+            ("num_classes", num_classes),
+            ("channels", channels),
+            ("auxiliary_channels", auxiliary_channels),
+        ):
+            if int(value) < 1:
+                raise ValueError(f"`{arg_name}` must be >= 1; received {arg_name}={value}.")
+        if not 0.0 <= dropout_rate < 1.0:
+            raise ValueError(f"`dropout_rate` must be in [0, 1); received dropout_rate={dropout_rate}.")
+        if activation not in (None, "softmax", "sigmoid"):
+            raise ValueError(
+                f"`activation` must be None, 'softmax' or 'sigmoid'; received activation={activation!r}."
+            )
+        policy = resolve_dtype_policy(dtype)
+        channels, num_classes = int(channels), int(num_classes)
+
+        def conv_bn_relu(x, filters, kernel_size, prefix):
+            x = keras.layers.Conv2D(
+                filters,
+                kernel_size,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=_conv_initializer(),
+                dtype=policy,
+                name=f"{prefix}_conv",
+            )(x)
+            x = keras.layers.BatchNormalization(
+                epsilon=norm_epsilon, momentum=0.9, dtype=policy, name=f"{prefix}_bn"
+            )(x)
+            return keras.layers.ReLU(dtype=policy, name=f"{prefix}_relu")(x)
+
+        def classify(x, prefix, reference):
+            x = keras.layers.Dropout(dropout_rate, dtype=policy, name=f"{prefix}_dropout")(x)
+            x = keras.layers.Conv2D(
+                num_classes,
+                1,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                dtype="float32",
+                name=f"{prefix}_classifier",
+            )(x)
+            x = BilinearResize(dtype="float32", name=f"{prefix}_upsample")([x, reference])
+            if activation is not None:
+                x = keras.layers.Activation(activation, dtype="float32", name=f"{prefix}_{activation}")(x)
+            return x
+
+        # === Functional graph ===
+        extractor = keras.Model(
+            backbone.inputs, {level: pyramid[level] for level in LEVELS}, name=f"{backbone.name}_pyramid"
+        )
+        inputs = keras.Input(shape=tuple(backbone.input.shape[1:]), name="images")
+        features = extractor(inputs)
+        coarsest = features["P5"]
+        pooled = [coarsest]
+        for scale in pool_scales:
+            branch = AdaptiveAveragePooling2D(scale, dtype=policy, name=f"ppm{scale}_pool")(coarsest)
+            branch = conv_bn_relu(branch, channels, 1, f"ppm{scale}")
+            pooled.append(BilinearResize(dtype=policy, name=f"ppm{scale}_upsample")([branch, coarsest]))
+        merged = keras.layers.Concatenate(dtype=policy, name="ppm_concat")(pooled)
+        laterals = [conv_bn_relu(features[level], channels, 1, f"lateral{index}") for index, level in enumerate(LEVELS[:-1])]
+        laterals.append(conv_bn_relu(merged, channels, 3, "ppm_bottleneck"))
+        for index in range(len(laterals) - 1, 0, -1):
+            upsampled = BilinearResize(dtype=policy, name=f"topdown{index}_upsample")(
+                [laterals[index], laterals[index - 1]]
+            )
+            laterals[index - 1] = keras.layers.Add(dtype=policy, name=f"topdown{index - 1}_add")(
+                [laterals[index - 1], upsampled]
+            )
+        outputs = [conv_bn_relu(laterals[index], channels, 3, f"fpn{index}") for index in range(len(LEVELS) - 1)]
+        outputs.append(laterals[-1])
+        for index in range(1, len(outputs)):
+            outputs[index] = BilinearResize(dtype=policy, name=f"fuse{index}_upsample")([outputs[index], outputs[0]])
+        fused = keras.layers.Concatenate(dtype=policy, name="fuse_concat")(outputs)
+        fused = conv_bn_relu(fused, channels, 3, "fuse")
+        logits = classify(fused, "decode", inputs)
+        if auxiliary_head:
+            auxiliary = conv_bn_relu(features["P4"], int(auxiliary_channels), 3, "auxiliary")
+            auxiliary = classify(auxiliary, "auxiliary", inputs)
+            model_outputs = {"logits": logits, "auxiliary_logits": auxiliary}
+        else:
+            model_outputs = logits
+        super().__init__(inputs=inputs, outputs=model_outputs, name=name, **kwargs)
+        self.dtype_policy = policy
+
+        # === Config ===
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.channels = channels
+        self.pool_scales = pool_scales
+        self.dropout_rate = float(dropout_rate)
+        self.auxiliary_head = bool(auxiliary_head)
+        self.auxiliary_channels = int(auxiliary_channels)
+        self.norm_epsilon = float(norm_epsilon)
+        self.activation = activation
+
+        if weights is not None:
+            from keras_swin.weights import load_upernet_weights
+
+            load_upernet_weights(self, weights)
+
+    def get_config(self):
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "channels": self.channels,
+            "pool_scales": list(self.pool_scales),
+            "dropout_rate": self.dropout_rate,
+            "auxiliary_head": self.auxiliary_head,
+            "auxiliary_channels": self.auxiliary_channels,
+            "norm_epsilon": self.norm_epsilon,
+            "activation": self.activation,
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+# The ADE20K configurations of mmseg and openmmlab/upernet-swin-* (window 12 for B and L,
+# whose backbones were pretrained at 384 on ImageNet-22K; drop path 0.3 throughout).
+UPERNET_WINDOWS = {"swin_t": 7, "swin_s": 7, "swin_b": 12, "swin_l": 12}
+
+UPERNET_DOCSTRING = """UPerNet with a {variant} backbone, as in the Swin paper's ADE20K results.
+
+    The backbone is `keras_swin.{variant}(include_top=False, pyramid_norm=True,
+    include_final_norm=False, always_partition=True)`, as mmseg's; the decoder is
+    `keras_swin.UPerNet`.
+
+    Args:
+        num_classes: int, per-pixel classes. Default 150 (ADE20K).
+        weights: None, a path to a Keras, Hugging Face (`openmmlab/upernet-swin-{size}`) or
+            mmseg checkpoint, or "ade20k" (the openmmlab checkpoint through
+            `huggingface_hub`). Default None.
+        backbone_weights: None, or the weights of an ImageNet Swin classifier (a path or a
+            preset name such as "imagenet") for the backbone; the decoder stays freshly
+            initialised, the usual start of segmentation training. Default None.
+        input_shape: optional (H, W, 3); H and W may be None. Default (None, None, 3).
+        include_preprocessing: bool, pixels in [0, 255] normalised inside the model.
+            Default True.
+        auxiliary_head: bool, add the auxiliary FCN head on P4 as a second output.
+            Default False.
+        window_size: int. Default {window_size}.
+        drop_path_rate: float. Default 0.3.
+        channels: int, decoder width. Default 512.
+        dropout_rate: float. Default 0.1.
+        activation: None (logits), "softmax" or "sigmoid". Default None.
+        name: str. Default "upernet_{variant_name}".
+        dtype: None (the global policy), a policy name or a `keras.DTypePolicy`.
+
+    Returns:
+        A `keras_swin.UPerNet`.
+"""
+
+
+def build_upernet(
+    variant,
+    num_classes=150,
+    weights=None,
+    backbone_weights=None,
+    input_shape=None,
+    include_preprocessing=True,
+    auxiliary_head=False,
+    window_size=None,
+    drop_path_rate=0.3,
+    channels=512,
+    dropout_rate=0.1,
+    activation=None,
+    name=None,
+    dtype=None,
+):
+    """Builds UPerNet over the named Swin variant ("swin_t", ...); see `UPerNetSwinT`."""
+    if variant not in MODEL_CONFIGS:
+        raise ValueError(f"Unknown model '{variant}'; expected one of {sorted(MODEL_CONFIGS)}.")
+    backbone = build_model(
+        variant,
+        include_top=False,
+        weights=backbone_weights,
+        input_shape=input_shape,
+        include_preprocessing=include_preprocessing,
+        window_size=window_size or UPERNET_WINDOWS[variant],
+        drop_path_rate=drop_path_rate,
+        pyramid_norm=True,
+        include_final_norm=False,
+        always_partition=True,
+        name=f"{variant}_backbone",
+        dtype=dtype,
+    )
+    return UPerNet(
+        backbone,
+        num_classes=num_classes,
+        channels=channels,
+        dropout_rate=dropout_rate,
+        auxiliary_head=auxiliary_head,
+        activation=activation,
+        weights=weights,
+        name=name or f"upernet_{variant}",
+        dtype=dtype,
+    )
+
+
+def UPerNetSwinT(**kwargs):
+    return build_upernet("swin_t", **kwargs)
+
+
+def UPerNetSwinS(**kwargs):
+    return build_upernet("swin_s", **kwargs)
+
+
+def UPerNetSwinB(**kwargs):
+    return build_upernet("swin_b", **kwargs)
+
+
+def UPerNetSwinL(**kwargs):
+    return build_upernet("swin_l", **kwargs)
+
+
+for _factory, _variant, _size in (
+    (UPerNetSwinT, "swin_t", "tiny"),
+    (UPerNetSwinS, "swin_s", "small"),
+    (UPerNetSwinB, "swin_b", "base"),
+    (UPerNetSwinL, "swin_l", "large"),
+):
+    _factory.__doc__ = UPERNET_DOCSTRING.format(
+        variant=_factory.__name__.replace("UPerNet", ""),
+        size=_size,
+        window_size=UPERNET_WINDOWS[_variant],
+        variant_name=_variant,
+    )
