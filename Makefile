@@ -1,30 +1,40 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# One stamp per set-up: the demo needs the package with its train and export extras only;
+# the tests add the reference stack (torch, transformers, jax, keras-hub, ...).
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install install-demo demo test test-fast bench clean
 
-# One-time set-up: a virtual environment with the package and its test extra.
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
 
-install: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e ".[train,export]"
+	touch $(DEMO_STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(TEST_STAMP)
+
+install-demo: $(DEMO_STAMP)
+
+install: $(TEST_STAMP)
 
 # The main job: train the small Swin on the embedded digits data, then evaluate and export it.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/keras-swin train
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q tests
 
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q -m "not slow" tests
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) benchmarks/bench.py
 
 clean:

@@ -30,6 +30,9 @@ SCALING_SIZES = (224, 448, 896)
 TFLITE_VARIANTS = ("none", "float16", "dynamic", "int8")
 # RESULTS.md section written by train_epoch.py, which write_results keeps.
 TRAIN_EPOCH_START, TRAIN_EPOCH_END = "<!-- train_epoch -->", "<!-- /train_epoch -->"
+# RESULTS.md section written by `bench.py --segmentation`, which the full run keeps too.
+SEGMENTATION_START, SEGMENTATION_END = "<!-- segmentation -->", "<!-- /segmentation -->"
+SEGMENTATION_SIZE = 512
 # precision: (Keras dtype policy, torch autocast dtype); fp16 is meant for a GPU run.
 PRECISIONS = {"fp32": ("float32", None), "bf16": ("mixed_bfloat16", "bfloat16"), "fp16": ("mixed_float16", "float16")}
 
@@ -70,6 +73,8 @@ def _keras_model(task):
     import keras_swin
 
     keras.config.set_dtype_policy(PRECISIONS[task.get("precision", "fp32")][0])
+    if task.get("model") == "upernet_swin_t":
+        return keras_swin.UPerNetSwinT()
     if task.get("config"):
         return keras_swin.SwinTransformer(**task["config"])
     return keras_swin.SwinT(include_top=task.get("include_top", True))
@@ -128,15 +133,28 @@ def worker_keras(task):
             "memory_growth_mb": _rss_mb("VmHWM") - baseline}
 
 
+def _torch_model(task):
+    from transformers import SwinConfig, SwinForImageClassification, SwinModel
+
+    config = SwinConfig(image_size=task["size"], embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                        window_size=7, num_labels=1000, drop_path_rate=0.2)
+    if task.get("model") == "upernet_swin_t":
+        from transformers import UperNetConfig, UperNetForSemanticSegmentation
+
+        config.out_features = ["stage1", "stage2", "stage3", "stage4"]
+        config.drop_path_rate = 0.3
+        return UperNetForSemanticSegmentation(
+            UperNetConfig(backbone_config=config, auxiliary_in_channels=384, num_labels=150, use_auxiliary_head=False)
+        )
+    return SwinForImageClassification(config) if task.get("include_top", True) else SwinModel(config)
+
+
 def worker_torch(task):
     import torch
-    from transformers import SwinConfig, SwinForImageClassification, SwinModel
 
     torch.manual_seed(0)
     size, batch, kind = task["size"], task["batch"], task["kind"]
-    config = SwinConfig(image_size=size, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
-                        window_size=7, num_labels=1000, drop_path_rate=0.2)
-    model = SwinForImageClassification(config) if task.get("include_top", True) else SwinModel(config)
+    model = _torch_model(task)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
     pixels = torch.from_numpy(_images(batch, size, size).transpose(0, 3, 1, 2).copy() / 255.0).to(device)
@@ -337,11 +355,59 @@ def write_plot(scaling, path):
     plt.close(figure)
 
 
+def marked_section(text, start, end):
+    """The part of RESULTS.md text between two markers, markers included ("" if none)."""
+    if start not in text or end not in text:
+        return ""
+    return text[text.index(start):text.index(end) + len(end)]
+
+
 def train_epoch_section(text):
     """The section of RESULTS.md text that train_epoch.py wrote, markers included ("" if none)."""
-    if TRAIN_EPOCH_START not in text or TRAIN_EPOCH_END not in text:
-        return ""
-    return text[text.index(TRAIN_EPOCH_START):text.index(TRAIN_EPOCH_END) + len(TRAIN_EPOCH_END)]
+    return marked_section(text, TRAIN_EPOCH_START, TRAIN_EPOCH_END)
+
+
+def segmentation_tasks(iterations):
+    tasks = {}
+    for batch in (1, 4):
+        common = dict(model="upernet_swin_t", kind="predict", size=SEGMENTATION_SIZE, batch=batch,
+                      iterations=iterations, precision="fp32")
+        tasks[f"keras upernet b{batch}"] = dict(worker="keras", **common)
+        tasks[f"torch upernet b{batch}"] = dict(worker="torch", **common)
+    return tasks
+
+
+def segmentation_section(machine, results, rounds):
+    from keras_swin import UPerNetSwinT
+    from keras_swin.utils import flops
+
+    lines = [
+        SEGMENTATION_START,
+        "## Segmentation: UPerNet-SwinT, 512², `predict` fp32",
+        "",
+        f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench.py --segmentation --rounds {rounds}` "
+        f"on {machine}; {versions()}. keras_swin `UPerNetSwinT()` (150 classes, logits at the",
+        "input size) against Hugging Face `UperNetForSemanticSegmentation` with the same Swin-T",
+        "configuration, eager under `torch.no_grad`; alternating fresh processes, median of the rounds.",
+        "",
+        "| batch | keras_swin (img/s) | PyTorch (img/s) | ratio | keras peak growth (MB) | torch peak growth (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for batch in (1, 4):
+        ours, theirs = results[f"keras upernet b{batch}"], results[f"torch upernet b{batch}"]
+        lines.append(
+            f"| {batch} | {ours['images_per_second']:.2f} | {theirs['images_per_second']:.2f} | "
+            f"{ours['images_per_second'] / theirs['images_per_second']:.2f}x | "
+            f"{ours['memory_growth_mb']:.0f} | {theirs['memory_growth_mb']:.0f} |")
+    count = flops(UPerNetSwinT(), (512, 2048))
+    lines += [
+        "",
+        f"`keras_swin.utils.flops(UPerNetSwinT(), (512, 2048))`: {count / 1e9:.1f}G multiply-accumulates",
+        f"(backbone and decode head; the Swin paper and mmseg give 945G: {100 * (count / 945e9 - 1):+.1f}%).",
+        "",
+        SEGMENTATION_END,
+    ]
+    return "\n".join(lines)
 
 
 def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
@@ -411,9 +477,10 @@ def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
                          f"{row['memory_growth_mb']:.0f}")
         lines.append(f"| {size} | {cells[0]} | {cells[1]} |")
     lines += ["", "![scaling](scaling.png)", ""]
-    kept = train_epoch_section(open(path).read() if os.path.exists(path) else "")
-    if kept:
-        lines += [kept, ""]
+    old = open(path).read() if os.path.exists(path) else ""
+    for kept in (train_epoch_section(old), marked_section(old, SEGMENTATION_START, SEGMENTATION_END)):
+        if kept:
+            lines += [kept, ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
@@ -426,6 +493,8 @@ def main(argv=None):
     parser.add_argument("--precisions", default="fp32,bf16",
                         help="comma-separated fp32, bf16, fp16 (fp16: for a GPU run)")
     parser.add_argument("--quick", action="store_true", help="SwinT 224 batch-16 predict fp32 only")
+    parser.add_argument("--segmentation", action="store_true",
+                        help="UPerNet-SwinT 512 predict fp32, batch 1 and 4, against Hugging Face's UperNet")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round, nothing written")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
@@ -447,6 +516,18 @@ def main(argv=None):
         return results
     machine = machine_description()
     print(f"machine: {machine}")
+    if args.segmentation:
+        results = measure_alternating(segmentation_tasks(args.iterations), args.rounds)
+        section = segmentation_section(machine, results, args.rounds)
+        print(section)
+        if not args.no_write:
+            old = open(args.output).read() if os.path.exists(args.output) else "# Benchmark results\n"
+            previous = marked_section(old, SEGMENTATION_START, SEGMENTATION_END)
+            text = old.replace(previous, section) if previous else old.rstrip("\n") + "\n\n" + section + "\n"
+            with open(args.output, "w") as f:
+                f.write(text)
+            print(f"wrote {args.output}")
+        return results
     if args.quick:
         tasks = {name: task for name, task in headline_tasks(args.iterations).items()
                  if name in ("keras predict fp32 b16", "torch eager fp32 b16")}

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_swin.image_model import ImageModel
 from keras_swin.layers import PatchEmbedding, PatchMerging, SwinBlock
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,13 +51,8 @@ def resolve_dtype_policy(dtype):
         ) from None
 
 
-def _is_image_array(x):
-    """True for one NumPy array or tensor of rank 4 (not a dict, list or dataset)."""
-    return (isinstance(x, np.ndarray) or keras.ops.is_tensor(x)) and len(x.shape) == 4
-
-
 @keras.saving.register_keras_serializable(package="keras_swin")
-class SwinTransformer(keras.Model):
+class SwinTransformer(ImageModel):
     """Swin Transformer (Liu et al., 2021) as a functional Keras model.
 
     The model embeds 4x4 patches, runs `len(depths)` stages of Swin blocks (regular and
@@ -104,7 +100,7 @@ class SwinTransformer(keras.Model):
             `keras.DTypePolicy`, used by every layer; None means the global policy. The
             classifier head always computes in float32.
 
-    Input shape: `(B, H, W, 3)`.
+    Input shape: `(B, H, W, 3)`; any other rank or channel count is a ValueError.
     Output shape: `(B, classes)` with a head; `(B, 8C)` with pooling; otherwise the
         normalised final map `(B, ceil(H/32), ceil(W/32), 8C)` (for 4 stages), which is
         the last pyramid level when `include_final_norm=False`.
@@ -303,18 +299,6 @@ class SwinTransformer(keras.Model):
             from keras_swin.weights import load_weights
 
             load_weights(self, weights)
-
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """`keras.Model.predict`, with one speed-up on TensorFlow: a single array of images
-        is fed as a `tf.data` pipeline of batches. Keras's generic array adapter measured
-        about 175 ms of extra time per call here (SwinT, 16 images of 224x224: 0.65 s
-        instead of 0.48 s; benchmarks/PROFILE.md). Results are identical; other inputs go
-        to Keras unchanged."""
-        if keras.backend.backend() == "tensorflow" and steps is None and _is_image_array(x):
-            from keras_swin.data import array_batches
-
-            x, batch_size = array_batches(x, batch_size or 32), None
-        return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
 
     def _resolve_auto_jit_compile(self):
         """What `jit_compile="auto"` (the default of `compile`, `fit` and `predict`) means.

@@ -341,12 +341,13 @@ def train(config):
     start = time.perf_counter()
     phase_one = config.freeze_backbone_epochs
     if phase_one:
+        # The datasets are shuffled by the pipeline; Keras warns if fit is asked to as well.
         model.fit(train_ds, validation_data=validation_ds, epochs=phase_one,
-                  callbacks=callbacks, verbose=config.verbose)
+                  callbacks=callbacks, verbose=config.verbose, shuffle=False)
         _set_backbone_trainable(model, True)
         compile_model(model, config, steps_per_epoch)
     model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs, initial_epoch=phase_one,
-              callbacks=callbacks, verbose=config.verbose)
+              callbacks=callbacks, verbose=config.verbose, shuffle=False)
     train_seconds = time.perf_counter() - start
     if config.select == "last":
         model.save(best_path)

@@ -4,6 +4,7 @@ and the Swin configurations of the Swin paper's ADE20K results (mmseg / Hugging 
 import keras
 
 from keras_swin.backbone import resolve_dtype_policy
+from keras_swin.image_model import ImageModel
 from keras_swin.layers import AdaptiveAveragePooling2D, BilinearResize
 from keras_swin.models import MODEL_CONFIGS, build_model
 
@@ -16,7 +17,7 @@ def _conv_initializer():
 
 
 @keras.saving.register_keras_serializable(package="keras_swin")
-class UPerNet(keras.Model):
+class UPerNet(ImageModel):
     """UPerNet: a pyramid pooling module on the coarsest level, an FPN, and a fused
     classifier, with an optional auxiliary FCN head, as in mmseg's `UPerHead`/`FCNHead`
     and Hugging Face's `UperNetForSemanticSegmentation`.
@@ -45,7 +46,8 @@ class UPerNet(keras.Model):
         dtype: None (the global policy), a policy name or a `keras.DTypePolicy`. The
             classifiers and the final resize compute in float32.
 
-    Input shape: `(B, H, W, 3)`, as the backbone takes it.
+    Input shape: `(B, H, W, 3)`, as the backbone takes it; any other rank or channel
+        count is a ValueError.
     Output: logits `(B, H, W, num_classes)`; with `auxiliary_head=True` a dict
         `{"logits": ..., "auxiliary_logits": ...}` of two such tensors.
     """

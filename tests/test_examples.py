@@ -8,7 +8,7 @@ import pytest
 
 from harness import REPO_ROOT
 
-EXAMPLES = ["backbone_features.py", "classifier.py", "swin_t_summary.py"]
+EXAMPLES = ["backbone_features.py", "classifier.py", "swin_t_summary.py", "segmentation.py"]
 
 
 @pytest.mark.slow

@@ -325,3 +325,76 @@ def test_ade20k_preset_resolves_through_the_hub_cache(tmp_path):
     out = run_python(code, env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")})
     assert float(out.split("maxdiff")[-1].split()[0]) <= 1e-4
     assert "openmmlab/upernet-swin-small" in out and "HF_HUB_OFFLINE" in out
+
+
+@pytest.fixture(scope="module")
+def tiny_segmenter():
+    keras.utils.set_random_seed(1)
+    backbone = keras_swin.SwinTransformer(
+        embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4,
+        pyramid_norm=True, include_final_norm=False, always_partition=True,
+    )
+    return keras_swin.UPerNet(backbone, num_classes=4, channels=16, auxiliary_head=True, auxiliary_channels=8)
+
+
+@pytest.mark.slow
+def test_tflite_builtins_only_and_parity(tiny_segmenter, tmp_path):
+    from keras_swin import export
+
+    for size in ((256, 256), (100, 140)):
+        path = tmp_path / f"seg_{size[0]}x{size[1]}.tflite"
+        export.to_tflite(tiny_segmenter, path, image_size=size)
+        assert not [op for op in export.tflite_op_names(path) if op.startswith("Flex") or op == "CUSTOM"]
+        images = np.random.default_rng(0).uniform(0, 255, (2,) + size + (3,)).astype("float32")
+        found = export.run_tflite(path, images)
+        expected = keras.ops.convert_to_numpy(tiny_segmenter(images)["logits"])
+        assert found.shape == expected.shape
+        np.testing.assert_allclose(found, expected, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_saved_model_signatures_for_a_segmenter(tiny_segmenter, tmp_path):
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_swin import export
+
+    directory = export.to_saved_model(tiny_segmenter, tmp_path / "serving", name="seg", image_size=(64, 96))
+    loaded = tf.saved_model.load(directory)
+    serve = loaded.signatures["serving_default"]
+    for size in ((64, 64), (45, 77)):
+        images = np.random.default_rng(0).uniform(0, 255, (2,) + size + (3,)).astype("float32")
+        out = serve(images=tf.constant(images))
+        expected = keras.ops.convert_to_numpy(tiny_segmenter(images)["logits"])
+        np.testing.assert_allclose(out["logits"].numpy(), expected, atol=1e-4)
+        assert out["class_map"].dtype == tf.int32 and out["class_map"].shape == (2,) + size
+        np.testing.assert_array_equal(out["class_map"].numpy(), expected.argmax(-1))
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((30, 50, 3), 128, np.uint8)).save(buffer, format="PNG")
+    out = loaded.signatures["serving_bytes"](image_bytes=tf.constant([buffer.getvalue()]))
+    assert set(out) == {"class_map"} and out["class_map"].shape == (1, 64, 96)
+
+
+@pytest.mark.slow
+def test_cli_export_accepts_a_segmenter(tiny_segmenter, tmp_path):
+    import subprocess
+    import sys
+
+    tiny_segmenter.save(tmp_path / "seg.keras")
+    command = [sys.executable, "-m", "keras_swin.cli", "export", str(tmp_path / "seg.keras"),
+               "--format", "all", "--output", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "serving" / tiny_segmenter.name / "1" / "saved_model.pb").is_file()
+    diff = float(result.stdout.split("max abs diff ")[1].split(",")[0])
+    assert diff <= 1e-4
+
+
+def test_flops_match_the_paper_upernet_swin_t():
+    """mmseg and the Swin paper: 945G for UPerNet Swin-T at 512x2048 (backbone + decode head)."""
+    from keras_swin.utils import flops
+
+    count = flops(keras_swin.UPerNetSwinT(), (512, 2048))
+    assert abs(count / 945e9 - 1) < 0.03, count
