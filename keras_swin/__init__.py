@@ -7,10 +7,14 @@ from keras_swin.layers import (
     DropPath,
     PatchEmbedding,
     PatchMerging,
+    PatchMergingV2,
     SwinBlock,
+    SwinBlockV2,
     WindowAttention,
+    WindowAttentionV2,
 )
 from keras_swin.models import SwinB, SwinL, SwinS, SwinT
+from keras_swin.swin_v2 import SwinTransformerV2, SwinV2B, SwinV2L, SwinV2S, SwinV2T
 from keras_swin.upernet import UPerNet, UPerNetSwinB, UPerNetSwinL, UPerNetSwinS, UPerNetSwinT
 
 __version__ = "0.1.0"
@@ -26,6 +30,14 @@ __all__ = [
     "WindowAttention",
     "SwinBlock",
     "DropPath",
+    "SwinTransformerV2",
+    "SwinV2T",
+    "SwinV2S",
+    "SwinV2B",
+    "SwinV2L",
+    "WindowAttentionV2",
+    "SwinBlockV2",
+    "PatchMergingV2",
     "UPerNet",
     "UPerNetSwinT",
     "UPerNetSwinS",

@@ -194,7 +194,8 @@ class SwinTransformer(ImageModel):
         stages = []
         for stage, (depth, heads) in enumerate(zip(depths, num_heads)):
             blocks = [
-                SwinBlock(
+                self._make_block(
+                    stage,
                     heads,
                     window_size=window_size,
                     shift_size=0 if index % 2 == 0 else window_size // 2,
@@ -211,7 +212,7 @@ class SwinTransformer(ImageModel):
                 for index in range(depth)
             ]
             merging = (
-                PatchMerging(
+                self._make_merging(
                     norm_epsilon=norm_epsilon, name=f"stage{stage + 1}_merging", dtype=policy
                 )
                 if stage < len(depths) - 1
@@ -299,6 +300,14 @@ class SwinTransformer(ImageModel):
             from keras_swin.weights import load_weights
 
             load_weights(self, weights)
+
+    def _make_block(self, stage, num_heads, **kwargs):
+        """The block of a stage (a hook for Swin V2)."""
+        return SwinBlock(num_heads, **kwargs)
+
+    def _make_merging(self, **kwargs):
+        """The patch merging after a stage (a hook for Swin V2)."""
+        return PatchMerging(**kwargs)
 
     def _resolve_auto_jit_compile(self):
         """What `jit_compile="auto"` (the default of `compile`, `fit` and `predict`) means.

@@ -251,3 +251,33 @@ def adaptive_average_pool(x, bins):
     return apply_spatial_matrices(
         x, adaptive_pool_matrix(height, bins, x.dtype), adaptive_pool_matrix(width, bins, x.dtype)
     )
+
+
+def log_spaced_coordinates(window_h, window_w, pretrained_h=0, pretrained_w=0):
+    """Swin V2's continuous-position-bias input for a `window_h x window_w` window.
+
+    Every relative offset `(dy, dx)` from `-(M-1)` to `M-1`, divided per axis by
+    `pretrained - 1` when a pretrained window is given (> 0), else by `M - 1` (not for a
+    window of 1), times 8, then mapped to `sign(t) * log2(|t| + 1) / log2(8)`.
+
+    Returns:
+        float32 `((2*window_h - 1) * (2*window_w - 1), 2)`, rows in the order that
+        `relative_position_index` addresses.
+    """
+
+    def axis(window, pretrained):
+        offsets = ops.cast(ops.arange(1 - window, window, dtype="int32"), "float32")
+        if pretrained > 0:
+            return offsets / float(pretrained - 1)
+        return offsets / ops.cast(ops.maximum(window - 1, 1), "float32")
+
+    rows, cols = axis(window_h, pretrained_h), axis(window_w, pretrained_w)
+    table = ops.stack(
+        [
+            ops.repeat(rows, ops.shape(cols)[0]),
+            ops.tile(cols, [ops.shape(rows)[0]]),
+        ],
+        axis=-1,
+    )
+    table = table * 8.0
+    return ops.sign(table) * ops.log2(ops.abs(table) + 1.0) / 3.0  # log2(8) = 3

@@ -18,7 +18,12 @@ KERAS_SUFFIXES = (".weights.h5", ".keras")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 SAFETENSORS_SUFFIX = ".safetensors"
 # Buffers that reference checkpoints carry; they are recomputed, never loaded.
-IGNORED_KEY_PATTERN = re.compile(r"(relative_position_index|attn_mask|num_batches_tracked)$")
+IGNORED_KEY_PATTERN = re.compile(
+    r"(relative_position_index|attn_mask|num_batches_tracked|relative_coords_table|k_bias)$"
+)
+# Keys that only one version has, to name a V1/V2 mix-up.
+_V2_ONLY = re.compile(r"\.(logit_scale|cpb_mlp\.0\.weight|continuous_position_bias_mlp\.0\.weight)$")
+_V1_ONLY = re.compile(r"\.relative_position_bias_table$")
 
 
 class WeightsMismatchError(ValueError):
@@ -102,6 +107,8 @@ _HF_RENAMES = (
         ".attn.relative_position_bias_table",
     ),
     (r"\.attention\.output\.dense\.", ".attn.proj."),
+    (r"\.attention\.self\.logit_scale$", ".attn.logit_scale"),
+    (r"\.attention\.self\.continuous_position_bias_mlp\.", ".attn.cpb_mlp."),
     (r"\.attention\.o_proj\.", ".attn.proj."),
     (r"\.intermediate\.dense\.", ".mlp.fc1."),
     (r"\.output\.dense\.", ".mlp.fc2."),
@@ -116,7 +123,7 @@ def _huggingface_to_official(state_dict):
     state = {}
     qkv_parts = {}
     for key, value in state_dict.items():
-        key = key[len("swin.") :] if key.startswith("swin.") else key
+        key = re.sub(r"^swin(v2)?\.", "", key)
         for pattern, replacement in _HF_RENAMES:
             key = re.sub(pattern, replacement, key)
         match = _HF_QKV.match(key)
@@ -126,6 +133,10 @@ def _huggingface_to_official(state_dict):
         else:
             state[key] = value
     for (prefix, kind), parts in qkv_parts.items():
+        if kind == "bias" and set(parts) == {"q", "v"}:  # Swin V2: k has no bias
+            state[f"{prefix}.attn.q_bias"] = parts["q"]
+            state[f"{prefix}.attn.v_bias"] = parts["v"]
+            continue
         if set(parts) != {"q", "k", "v"}:
             raise WeightsMismatchError(
                 f"Hugging Face layout: '{prefix}.attention' has {sorted(parts)} {kind}s; "
@@ -231,12 +242,21 @@ def official_variable_map(model):
             block = model.get_layer(f"stage{stage + 1}_block{index + 1}")
             prefix = f"layers.{stage}.blocks.{index}"
             add_norm(f"{prefix}.norm1", block.norm1)
-            add_dense(f"{prefix}.attn.qkv", block.attention.qkv)
-            mapping[f"{prefix}.attn.relative_position_bias_table"] = (
-                block.attention.relative_position_bias_table,
-                _identity,
-            )
-            add_dense(f"{prefix}.attn.proj", block.attention.projection)
+            attention = block.attention
+            add_dense(f"{prefix}.attn.qkv", attention.qkv)
+            if hasattr(attention, "logit_scale"):  # Swin V2
+                mapping[f"{prefix}.attn.logit_scale"] = (attention.logit_scale, _identity)
+                add_dense(f"{prefix}.attn.cpb_mlp.0", attention.cpb_fc1)
+                add_dense(f"{prefix}.attn.cpb_mlp.2", attention.cpb_fc2)
+                if attention.qkv_bias:
+                    mapping[f"{prefix}.attn.q_bias"] = (attention.q_bias, _identity)
+                    mapping[f"{prefix}.attn.v_bias"] = (attention.v_bias, _identity)
+            else:
+                mapping[f"{prefix}.attn.relative_position_bias_table"] = (
+                    attention.relative_position_bias_table,
+                    _identity,
+                )
+            add_dense(f"{prefix}.attn.proj", attention.projection)
             add_norm(f"{prefix}.norm2", block.norm2)
             add_dense(f"{prefix}.mlp.fc1", block.mlp_fc1)
             add_dense(f"{prefix}.mlp.fc2", block.mlp_fc2)
@@ -305,11 +325,29 @@ def official_to_keras(model, state, layout="official"):
     assign_checked(mapping, state, layout, model.name, _bias_table_adapter(model.window_size))
 
 
+def check_version(model, state):
+    """A Swin V1 checkpoint for a V2 model (or the reverse) is an error that says so."""
+    model_v2 = type(model).__name__ == "SwinTransformerV2"
+    checkpoint_v2 = any(_V2_ONLY.search(k) for k in state)
+    checkpoint_v1 = any(_V1_ONLY.search(k) for k in state)
+    if model_v2 and checkpoint_v1 and not checkpoint_v2:
+        raise WeightsMismatchError(
+            f"This is a Swin V1 checkpoint (it has relative_position_bias_table keys), but "
+            f"'{model.name}' is a Swin V2 model; load it into keras_swin.SwinTransformer (SwinT, ...)."
+        )
+    if not model_v2 and checkpoint_v2 and not checkpoint_v1:
+        raise WeightsMismatchError(
+            f"This is a Swin V2 checkpoint (it has logit_scale and cpb_mlp keys), but "
+            f"'{model.name}' is a Swin V1 model; load it into keras_swin.SwinTransformerV2 (SwinV2T, ...)."
+        )
+
+
 def match_backbone(model, state):
     """`(mapping, state)` of a SwinTransformer and an official-layout state, with the
     parts that one of them lacks by design left out: the head of a headless model or of
     another class count, the final norm of a pyramid-only backbone, and pyramid norms
     that a classification checkpoint does not have (they start fresh, as in mmseg)."""
+    check_version(model, state)
     mapping = official_variable_map(model)
     head_keys = {"head.weight", "head.bias"}
     if not model.include_top:

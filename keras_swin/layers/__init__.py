@@ -5,8 +5,11 @@ from keras_swin.layers.bilinear_resize import BilinearResize
 from keras_swin.layers.drop_path import DropPath
 from keras_swin.layers.patch_embedding import PatchEmbedding
 from keras_swin.layers.patch_merging import PatchMerging
+from keras_swin.layers.patch_merging_v2 import PatchMergingV2
 from keras_swin.layers.swin_block import SwinBlock
+from keras_swin.layers.swin_block_v2 import SwinBlockV2
 from keras_swin.layers.window_attention import WindowAttention
+from keras_swin.layers.window_attention_v2 import WindowAttentionV2
 
 __all__ = [
     "AdaptiveAveragePooling2D",
@@ -14,6 +17,9 @@ __all__ = [
     "DropPath",
     "PatchEmbedding",
     "PatchMerging",
+    "PatchMergingV2",
     "SwinBlock",
+    "SwinBlockV2",
     "WindowAttention",
+    "WindowAttentionV2",
 ]

@@ -43,7 +43,7 @@ class PatchMerging(keras.layers.Layer):
         self.norm = keras.layers.LayerNormalization(
             epsilon=self.norm_epsilon, dtype=self.dtype_policy, name="norm"
         )
-        self.norm.build((None, None, None, 4 * channels))
+        self.norm.build((None, None, None, self._norm_channels(channels)))
         self.reduction = keras.layers.Dense(
             self._output_channels,
             use_bias=False,
@@ -53,7 +53,12 @@ class PatchMerging(keras.layers.Layer):
         )
         self.reduction.build((None, None, None, 4 * channels))
 
-    def call(self, x):
+    def _norm_channels(self, channels):
+        """Channels the LayerNorm sees: the 4C gathered ones (V1)."""
+        return 4 * channels
+
+    def gather(self, x):
+        """`(B, H, W, C)` -> `(B, ceil(H/2), ceil(W/2), 4C)` in the official order."""
         x = swin_ops.pad_to_multiple(x, 2, 2)
         height, width = swin_ops.spatial_shape(x)
         channels = ops.shape(x)[3]
@@ -61,8 +66,10 @@ class PatchMerging(keras.layers.Layer):
         # which is the official order x0, x1, x2, x3.
         x = ops.reshape(x, (-1, height // 2, 2, width // 2, 2, channels))
         x = ops.transpose(x, (0, 1, 3, 4, 2, 5))
-        x = ops.reshape(x, (-1, height // 2, width // 2, 4 * channels))
-        return self.reduction(self.norm(x))
+        return ops.reshape(x, (-1, height // 2, width // 2, 4 * channels))
+
+    def call(self, x):
+        return self.reduction(self.norm(self.gather(x)))
 
     def compute_output_shape(self, input_shape):
         def half(size):

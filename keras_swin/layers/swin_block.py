@@ -94,15 +94,7 @@ class SwinBlock(keras.layers.Layer):
             epsilon=self.norm_epsilon, dtype=policy, name="norm1"
         )
         self.norm1.build(input_shape)
-        self.attention = WindowAttention(
-            self.num_heads,
-            window_size=self.window_size,
-            qkv_bias=self.qkv_bias,
-            attention_dropout_rate=self.attention_dropout_rate,
-            projection_dropout_rate=self.dropout_rate,
-            dtype=policy,
-            name="attention",
-        )
+        self.attention = self._make_attention()
         self.attention.build((None, None, channels))
         self.drop_path = DropPath(self.drop_path_rate, dtype=policy, name="drop_path")
         self.norm2 = keras.layers.LayerNormalization(
@@ -119,6 +111,17 @@ class SwinBlock(keras.layers.Layer):
         )
         self.mlp_fc2.build(tuple(input_shape[:-1]) + (hidden,))
         self.mlp_dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy, name="mlp_dropout")
+
+    def _make_attention(self):
+        return WindowAttention(
+            self.num_heads,
+            window_size=self.window_size,
+            qkv_bias=self.qkv_bias,
+            attention_dropout_rate=self.attention_dropout_rate,
+            projection_dropout_rate=self.dropout_rate,
+            dtype=self.dtype_policy,
+            name="attention",
+        )
 
     def _attend(self, x, training):
         """Window attention on a normalised `(B, H, W, C)` map."""

@@ -1,0 +1,190 @@
+"""Swin V2 window attention: cosine attention with a learned temperature and a continuous
+position bias from a small MLP over log-spaced relative coordinates."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_swin import ops as swin_ops
+from keras_swin.layers.initializers import dense_kernel_initializer
+from keras_swin.layers.window_attention import _pair
+
+# The temperature exp(logit_scale) is clamped at 100, as in the reference code.
+MAX_LOGIT_SCALE = math.log(100.0)
+CPB_HIDDEN = 512
+
+
+@keras.saving.register_keras_serializable(package="keras_swin")
+class WindowAttentionV2(keras.layers.Layer):
+    """Window multi-head self-attention of Swin V2 (Liu et al., 2022).
+
+    `softmax(cos(q, k) * exp(min(logit_scale, ln 100)) + 16 * sigmoid(B) + mask) v`, then an
+    output projection. q and k are L2-normalised per head; `logit_scale` is a learned
+    `(heads, 1, 1)` weight initialised to ln 10. B comes from the continuous position bias
+    MLP (Dense 2->512 with bias, ReLU, Dense 512->heads without bias) applied to the
+    log-spaced relative coordinates of the window attended over, gathered with the
+    relative position index. The coordinate table is a constant computed from the runtime
+    window, not a weight. The fused qkv projection has no bias of its own; its bias is
+    `concat(q_bias, 0, v_bias)`. Logits, bias, mask and softmax are float32.
+
+    Args:
+        num_heads: int, attention heads; must divide the channels.
+        window_size: int or (Mh, Mw), the largest window attended over.
+        pretrained_window_size: int or (Ph, Pw), the window of pretraining that scales the
+            coordinates; 0 means `window_size`'s own (the runtime window). Default 0.
+        qkv_bias: bool, learn `q_bias` and `v_bias`. Default True.
+        attention_dropout_rate: float in [0, 1), dropout on attention weights.
+        projection_dropout_rate: float in [0, 1), dropout after the output projection.
+
+    Call arguments:
+        x: `(B * num_windows, N, C)`, N = window_h * window_w.
+        attention_mask: optional float `(num_windows, N, N)`, added once to the logits.
+        window_shape: optional `(window_h, window_w)` attended over (ints or int tensors).
+            Defaults to `window_size`.
+
+    Output shape: `(B * num_windows, N, C)`.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        window_size=8,
+        pretrained_window_size=0,
+        qkv_bias=True,
+        attention_dropout_rate=0.0,
+        projection_dropout_rate=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(num_heads) < 1:
+            raise ValueError(f"`num_heads` must be >= 1; received num_heads={num_heads}.")
+        for name, rate in (
+            ("attention_dropout_rate", attention_dropout_rate),
+            ("projection_dropout_rate", projection_dropout_rate),
+        ):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1); received {name}={rate}.")
+        pretrained = (pretrained_window_size,) * 2 if isinstance(pretrained_window_size, int) else pretrained_window_size
+        pretrained = tuple(int(p) for p in pretrained)
+        if len(pretrained) != 2 or min(pretrained) < 0 or 1 in pretrained:
+            raise ValueError(
+                "`pretrained_window_size` must be 0 (none) or >= 2, as an int or a pair; received "
+                f"pretrained_window_size={pretrained_window_size}."
+            )
+        self.num_heads = int(num_heads)
+        self.window_size = _pair(window_size, "window_size")
+        self.pretrained_window_size = pretrained
+        self.qkv_bias = bool(qkv_bias)
+        self.attention_dropout_rate = float(attention_dropout_rate)
+        self.projection_dropout_rate = float(projection_dropout_rate)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                "WindowAttentionV2 expects a 3D input (batch * windows, tokens, channels) with "
+                f"known channels; received shape {tuple(input_shape)}."
+            )
+        channels = input_shape[-1]
+        if channels % self.num_heads:
+            raise ValueError(
+                f"`num_heads` must divide the channels: received num_heads={self.num_heads} "
+                f"for {channels} channels; expected a divisor of {channels}."
+            )
+        self.input_spec = keras.InputSpec(ndim=3, axes={-1: channels})
+        self.head_dim = channels // self.num_heads
+        self.logit_scale = self.add_weight(
+            name="logit_scale",
+            shape=(self.num_heads, 1, 1),
+            initializer=keras.initializers.Constant(math.log(10.0)),
+        )
+        if self.qkv_bias:
+            self.q_bias = self.add_weight(name="q_bias", shape=(channels,), initializer="zeros")
+            self.v_bias = self.add_weight(name="v_bias", shape=(channels,), initializer="zeros")
+        self.qkv = keras.layers.Dense(
+            3 * channels,
+            use_bias=False,
+            kernel_initializer=dense_kernel_initializer(),
+            dtype=self.dtype_policy,
+            name="qkv",
+        )
+        self.qkv.build(input_shape)
+        self.cpb_fc1 = keras.layers.Dense(
+            CPB_HIDDEN, activation="relu", kernel_initializer=dense_kernel_initializer(),
+            dtype="float32", name="cpb_fc1",
+        )
+        self.cpb_fc1.build((None, 2))
+        self.cpb_fc2 = keras.layers.Dense(
+            self.num_heads, use_bias=False, kernel_initializer=dense_kernel_initializer(),
+            dtype="float32", name="cpb_fc2",
+        )
+        self.cpb_fc2.build((None, CPB_HIDDEN))
+        self.projection = keras.layers.Dense(
+            channels,
+            kernel_initializer=dense_kernel_initializer(),
+            dtype=self.dtype_policy,
+            name="projection",
+        )
+        self.projection.build(input_shape)
+        self.attention_dropout = keras.layers.Dropout(
+            self.attention_dropout_rate, dtype=self.dtype_policy, name="attention_dropout"
+        )
+        self.projection_dropout = keras.layers.Dropout(
+            self.projection_dropout_rate, dtype=self.dtype_policy, name="projection_dropout"
+        )
+
+    def relative_position_bias(self, window_h, window_w):
+        """`16 * sigmoid(B)` for a `window_h x window_w` window: float32 `(heads, N, N)`."""
+        coordinates = swin_ops.log_spaced_coordinates(window_h, window_w, *self.pretrained_window_size)
+        table = self.cpb_fc2(self.cpb_fc1(coordinates))
+        index = swin_ops.relative_position_index(window_h, window_w)
+        tokens = window_h * window_w
+        bias = ops.take(table, ops.reshape(index, (-1,)), axis=0)
+        bias = ops.transpose(ops.reshape(bias, (tokens, tokens, self.num_heads)), (2, 0, 1))
+        return 16.0 * ops.sigmoid(bias)
+
+    def call(self, x, attention_mask=None, window_shape=None, training=None):
+        window_h, window_w = window_shape if window_shape is not None else self.window_size
+        tokens = ops.shape(x)[1]
+        channels = x.shape[-1]
+        qkv = self.qkv(ops.reshape(x, (-1, channels)))
+        if self.qkv_bias:
+            bias = ops.concatenate([self.q_bias, ops.zeros_like(self.q_bias), self.v_bias])
+            qkv = qkv + ops.cast(bias, qkv.dtype)
+        qkv = ops.reshape(qkv, (-1, tokens, 3, self.num_heads, self.head_dim))
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
+        query, key, value = qkv[0], qkv[1], qkv[2]
+
+        def normalise(t):
+            t = ops.cast(t, "float32")
+            return t / ops.maximum(ops.sqrt(ops.sum(t * t, axis=-1, keepdims=True)), 1e-12)
+
+        logits = ops.matmul(normalise(query), ops.transpose(normalise(key), (0, 1, 3, 2)))
+        scale = ops.exp(ops.minimum(ops.cast(self.logit_scale, "float32"), MAX_LOGIT_SCALE))
+        logits = logits * scale + self.relative_position_bias(window_h, window_w)
+        if attention_mask is not None:
+            num_windows = ops.shape(attention_mask)[0]
+            logits = ops.reshape(logits, (-1, num_windows, self.num_heads, tokens, tokens))
+            logits = logits + ops.cast(attention_mask, "float32")[None, :, None]
+            logits = ops.reshape(logits, (-1, self.num_heads, tokens, tokens))
+        weights = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
+        weights = self.attention_dropout(weights, training=training)
+
+        out = ops.matmul(weights, value)
+        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, channels))
+        out = self.projection_dropout(self.projection(out), training=training)
+        return ops.reshape(out, (-1, tokens, channels))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "window_size": list(self.window_size),
+            "pretrained_window_size": list(self.pretrained_window_size),
+            "qkv_bias": self.qkv_bias,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "projection_dropout_rate": self.projection_dropout_rate,
+        }

@@ -1,0 +1,150 @@
+"""Swin Transformer V2 (Liu et al., CVPR 2022): the generic model and SwinV2T/S/B/L."""
+
+import keras
+
+from keras_swin.backbone import SwinTransformer
+from keras_swin.layers import PatchMergingV2, SwinBlockV2
+from keras_swin.models import MODEL_CONFIGS
+
+
+@keras.saving.register_keras_serializable(package="keras_swin")
+class SwinTransformerV2(SwinTransformer):
+    """Swin Transformer V2 as a functional Keras model.
+
+    The V1 architecture with V2's blocks (`SwinBlockV2`: cosine attention, continuous
+    position bias, residual post-norm) and patch merging (`PatchMergingV2`: reduction,
+    then norm). Everything else, including `pyramid_outputs`, `include_top`, `pooling`,
+    preprocessing, `dtype` and the input checks, is as in `SwinTransformer`.
+
+    Args:
+        pretrained_window_sizes: per-stage ints, the pretraining window that scales each
+            stage's position-bias coordinates (0: none). Default all 0. For example, the
+            `192to256` fine-tunes use window 16 with (12, 12, 12, 6).
+        window_size: int. Default 8.
+        name: str. Default "swin_transformer_v2".
+        The other arguments are those of `keras_swin.SwinTransformer`.
+    """
+
+    def __init__(self, *args, pretrained_window_sizes=None, window_size=8, name="swin_transformer_v2", **kwargs):
+        depths = kwargs.get("depths", (2, 2, 6, 2))
+        sizes = tuple(0 for _ in depths) if pretrained_window_sizes is None else pretrained_window_sizes
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) != len(depths) or any(s < 0 or s == 1 for s in sizes):
+            raise ValueError(
+                "`pretrained_window_sizes` must have one int per stage, each 0 (none) or >= 2; "
+                f"received pretrained_window_sizes={tuple(pretrained_window_sizes)} for "
+                f"{len(depths)} stages (depths={tuple(depths)})."
+            )
+        # Read by _make_block while the graph is built in SwinTransformer.__init__.
+        self._pretrained_window_sizes = sizes
+        super().__init__(*args, window_size=window_size, name=name, **kwargs)
+        self.pretrained_window_sizes = sizes
+
+    def _make_block(self, stage, num_heads, **kwargs):
+        return SwinBlockV2(num_heads, pretrained_window_size=self._pretrained_window_sizes[stage], **kwargs)
+
+    def _make_merging(self, **kwargs):
+        return PatchMergingV2(**kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "pretrained_window_sizes": list(self.pretrained_window_sizes)}
+
+
+BASE_DOCSTRING = """Instantiates the {variant} architecture (Swin Transformer V2, Liu et al., 2022).
+
+    Reference: "Swin Transformer V2: Scaling Up Capacity and Resolution", CVPR 2022. Works
+    at any image size; `pyramid_outputs` holds the stride 4/8/16/32 maps.
+
+    Args:
+        include_top: bool, add global average pooling and a Dense classifier. Default True.
+        weights: None, a path to weights (Keras, Hugging Face, timm or official), or a
+            preset name ("imagenet", "in1k", ...; see `keras_swin.presets`). Default None.
+        input_shape: optional (H, W, 3); H and W may be None. Default (None, None, 3).
+        input_tensor: optional Keras tensor to use as the image input.
+        pooling: None, "avg" or "max", used when `include_top=False`.
+        classes: int, number of classes with `include_top=True`. Default 1000.
+        classifier_activation: str or None. Default "softmax".
+        include_preprocessing: bool, pixels in [0, 255] normalised with the ImageNet mean
+            and std inside the model. Default True.
+        window_size: int, attention window. Default 8.
+        pretrained_window_sizes: per-stage pretraining windows (0: none). Default all 0.
+        drop_path_rate: float in [0, 1). Default {drop_path_rate}.
+        pyramid_norm, include_final_norm, always_partition: as in `SwinT`.
+        name: str. Default "{name}".
+        dtype: None (the global policy), a policy name or a `keras.DTypePolicy`.
+
+    Returns:
+        A `keras_swin.SwinTransformerV2`.
+"""
+
+
+def build_model_v2(
+    variant,
+    include_top=True,
+    weights=None,
+    input_shape=None,
+    input_tensor=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    include_preprocessing=True,
+    window_size=8,
+    pretrained_window_sizes=None,
+    drop_path_rate=None,
+    pyramid_norm=False,
+    include_final_norm=True,
+    always_partition=False,
+    name=None,
+    dtype=None,
+):
+    """Builds the named V2 variant ("swinv2_t", "swinv2_s", "swinv2_b" or "swinv2_l")."""
+    base = variant.replace("swinv2_", "swin_")
+    if not variant.startswith("swinv2_") or base not in MODEL_CONFIGS:
+        raise ValueError(
+            f"Unknown model '{variant}'; expected one of {sorted('swinv2_' + v[5:] for v in MODEL_CONFIGS)}."
+        )
+    config = dict(MODEL_CONFIGS[base])
+    if drop_path_rate is not None:
+        config["drop_path_rate"] = drop_path_rate
+    return SwinTransformerV2(
+        **config,
+        window_size=window_size,
+        pretrained_window_sizes=pretrained_window_sizes,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        include_preprocessing=include_preprocessing,
+        pyramid_norm=pyramid_norm,
+        include_final_norm=include_final_norm,
+        always_partition=always_partition,
+        input_shape=input_shape,
+        input_tensor=input_tensor,
+        weights=weights,
+        name=name or variant,
+        dtype=dtype,
+    )
+
+
+def SwinV2T(**kwargs):
+    return build_model_v2("swinv2_t", **kwargs)
+
+
+def SwinV2S(**kwargs):
+    return build_model_v2("swinv2_s", **kwargs)
+
+
+def SwinV2B(**kwargs):
+    return build_model_v2("swinv2_b", **kwargs)
+
+
+def SwinV2L(**kwargs):
+    return build_model_v2("swinv2_l", **kwargs)
+
+
+for _factory, _variant in ((SwinV2T, "swinv2_t"), (SwinV2S, "swinv2_s"), (SwinV2B, "swinv2_b"), (SwinV2L, "swinv2_l")):
+    _factory.__doc__ = BASE_DOCSTRING.format(
+        variant=_factory.__name__,
+        drop_path_rate=MODEL_CONFIGS[_variant.replace("swinv2_", "swin_")]["drop_path_rate"],
+        name=_variant,
+    )
