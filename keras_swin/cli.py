@@ -7,25 +7,35 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 FACTORIES = ("swin_t", "swin_s", "swin_b", "swin_l")
+FACTORIES_V2 = ("swinv2_t", "swinv2_s", "swinv2_b", "swinv2_l")
 
 
 def _convert(args):
-    from keras_swin import models
-    from keras_swin.weights import official_to_keras, read_state_dict, to_official_layout
+    from keras_swin import models, swin_v2
+    from keras_swin.weights import check_v2_windows, official_to_keras, read_state_dict, to_official_layout
 
     if not args.dst.endswith((".weights.h5", ".keras")):
         raise ValueError(f"DST must end with .weights.h5 or .keras; received '{args.dst}'.")
-    state, layout = to_official_layout(read_state_dict(args.src))
+    raw = read_state_dict(args.src)
+    state, layout = to_official_layout(raw)
     has_head = "head.weight" in state
     classes = args.classes or (state["head.weight"].shape[0] if has_head else 1000)
     include_top = has_head and not args.no_top
-    model = models.build_model(
-        args.arch,
-        include_top=include_top,
-        classes=classes,
-        window_size=args.window_size,
-        input_shape=(None, None, 3),
-    )
+    common = dict(include_top=include_top, classes=classes, input_shape=(None, None, 3))
+    if args.arch.startswith("swinv2_"):
+        args.window_size = args.window_size or 8
+        pretrained = None
+        if args.pretrained_window_sizes:
+            pretrained = tuple(int(p) for p in args.pretrained_window_sizes.split(","))
+        model = swin_v2.build_model_v2(
+            args.arch, window_size=args.window_size, pretrained_window_sizes=pretrained, **common
+        )
+        check_v2_windows(model, raw)
+    else:
+        if args.pretrained_window_sizes:
+            raise ValueError("--pretrained-window-sizes is for Swin V2 (--arch swinv2_*).")
+        args.window_size = args.window_size or 7
+        model = models.build_model(args.arch, window_size=args.window_size, **common)
     official_to_keras(model, state, layout)
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     if args.dst.endswith(".keras"):
@@ -116,8 +126,10 @@ def build_parser():
     convert = commands.add_parser("convert", help="convert a PyTorch/safetensors checkpoint to Keras")
     convert.add_argument("src", help="checkpoint: .pth, .pt, .bin or .safetensors")
     convert.add_argument("dst", help="output .weights.h5 or .keras")
-    convert.add_argument("--arch", choices=FACTORIES, required=True)
-    convert.add_argument("--window-size", type=int, default=7)
+    convert.add_argument("--arch", choices=FACTORIES + FACTORIES_V2, required=True)
+    convert.add_argument("--window-size", type=int, default=None, help="default 7 (V1), 8 (V2)")
+    convert.add_argument("--pretrained-window-sizes", default=None,
+                         help="Swin V2: per-stage pretraining windows, e.g. 12,12,12,6")
     convert.add_argument("--classes", type=int, default=None, help="default: the checkpoint's")
     convert.add_argument("--no-top", action="store_true", help="drop the classifier head")
     convert.set_defaults(run=_convert)

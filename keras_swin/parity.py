@@ -1,4 +1,4 @@
-"""Measures keras_swin against Hugging Face's PyTorch Swin with the same weights.
+"""Measures keras_swin against Hugging Face's PyTorch Swin (V1 or V2) with the same weights.
 
 Needs `torch` and `transformers` (the `test` extra); used by `keras-swin convert`.
 """
@@ -36,6 +36,63 @@ def official_to_huggingface(state):
     return converted
 
 
+_OFFICIAL_TO_HF_V2 = (
+    (r"^patch_embed\.proj\.", "swinv2.embeddings.patch_embeddings.projection."),
+    (r"^patch_embed\.norm\.", "swinv2.embeddings.norm."),
+    (r"^layers\.", "swinv2.encoder.layers."),
+    (r"\.norm1\.", ".layernorm_before."),
+    (r"\.norm2\.", ".layernorm_after."),
+    (r"\.attn\.logit_scale$", ".attention.self.logit_scale"),
+    (r"\.attn\.cpb_mlp\.", ".attention.self.continuous_position_bias_mlp."),
+    (r"\.attn\.q_bias$", ".attention.self.query.bias"),
+    (r"\.attn\.v_bias$", ".attention.self.value.bias"),
+    (r"\.attn\.proj\.", ".attention.output.dense."),
+    (r"\.mlp\.fc1\.", ".intermediate.dense."),
+    (r"\.mlp\.fc2\.", ".output.dense."),
+    (r"^norm\.", "swinv2.layernorm."),
+    (r"^head\.", "classifier."),
+)
+
+
+def official_to_huggingface_v2(state):
+    """Renames an official-layout Swin V2 state dict to transformers' Swinv2ForImageClassification."""
+    converted = {}
+    for key, value in state.items():
+        for pattern, replacement in _OFFICIAL_TO_HF_V2:
+            key = re.sub(pattern, replacement, key)
+        if key.endswith(".attn.qkv.weight"):
+            prefix = key[: -len(".attn.qkv.weight")]
+            for part, chunk in zip(("query", "key", "value"), np.split(value, 3, axis=0)):
+                converted[f"{prefix}.attention.self.{part}.weight"] = chunk
+        else:
+            converted[key] = value
+    return converted
+
+
+def _huggingface_reference_v2(model, state, classes):
+    import torch
+    from transformers import Swinv2Config, Swinv2ForImageClassification
+
+    config = Swinv2Config(
+        image_size=32 * model.window_size,
+        patch_size=model.patch_size,
+        embed_dim=model.embed_dim,
+        depths=list(model.depths),
+        num_heads=list(model.num_heads),
+        window_size=model.window_size,
+        pretrained_window_sizes=list(model.pretrained_window_sizes),
+        mlp_ratio=model.mlp_ratio,
+        num_labels=classes,
+        layer_norm_eps=model.norm_epsilon,
+    )
+    reference = Swinv2ForImageClassification(config).eval()
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in official_to_huggingface_v2(state).items()}
+    if "head.weight" not in state:
+        tensors.update({k: v for k, v in reference.state_dict().items() if k.startswith("classifier.")})
+    reference.load_state_dict(tensors, strict=True)
+    return reference
+
+
 def huggingface_reference(model, state):
     """A transformers SwinForImageClassification with `model`'s architecture and `state`."""
     import torch
@@ -43,6 +100,9 @@ def huggingface_reference(model, state):
 
     from keras_swin.weights import resize_bias_table
 
+    classes = state["head.weight"].shape[0] if "head.weight" in state else 1
+    if type(model).__name__ == "SwinTransformerV2":
+        return _huggingface_reference_v2(model, state, classes)
     side = 2 * model.window_size - 1
     state = {
         k: resize_bias_table(v, model.window_size)
@@ -50,7 +110,6 @@ def huggingface_reference(model, state):
         else v
         for k, v in state.items()
     }
-    classes = state["head.weight"].shape[0] if "head.weight" in state else 1
     config = SwinConfig(
         patch_size=model.patch_size,
         embed_dim=model.embed_dim,
@@ -86,7 +145,8 @@ def measure_parity(model, state, image_size=224, seed=0):
     reference = huggingface_reference(model, state)
     pixel_values = torch.from_numpy(normalised.transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
-        reference_features = reference.swin(pixel_values=pixel_values).last_hidden_state.numpy()
+        trunk = reference.swinv2 if hasattr(reference, "swinv2") else reference.swin
+        reference_features = trunk(pixel_values=pixel_values).last_hidden_state.numpy()
         reference_logits = reference(pixel_values=pixel_values).logits
     extractor = keras.Model(model.input, [model.get_layer("final_norm").output, model.output])
     features, outputs = (keras.ops.convert_to_numpy(t) for t in extractor(pixels))

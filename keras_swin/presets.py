@@ -118,6 +118,8 @@ def download(repository, filenames):
 
 def resolve_preset(model, name):
     """Downloads (or finds in the cache) the checkpoint for preset `name`; returns its path."""
+    if type(model).__name__ == "SwinTransformerV2":
+        return resolve_v2_preset(model, name)
     return download(preset_repository(model_variant(model), model.window_size, name), [CHECKPOINT_FILE])
 
 
@@ -147,3 +149,66 @@ def resolve_upernet_preset(model, name):
             f"{key[1]}; presets exist for {sorted(f'{v} window {w}' for v, w in UPERNET_PRESETS)}."
         )
     return download(UPERNET_PRESETS[key], ["model.safetensors", "pytorch_model.bin"])
+
+
+# Swin V2: (variant, tag) -> [(Hub repository, window, pretrained windows, image size)]; the
+# first entry of a tag is the default when the model's window is not given.
+V2_PRESETS = {
+    ("swinv2_t", "in1k"): [
+        ("timm/swinv2_tiny_window8_256.ms_in1k", 8, (0, 0, 0, 0), 256),
+        ("timm/swinv2_tiny_window16_256.ms_in1k", 16, (0, 0, 0, 0), 256),
+    ],
+    ("swinv2_s", "in1k"): [
+        ("timm/swinv2_small_window8_256.ms_in1k", 8, (0, 0, 0, 0), 256),
+        ("timm/swinv2_small_window16_256.ms_in1k", 16, (0, 0, 0, 0), 256),
+    ],
+    ("swinv2_b", "in1k"): [
+        ("timm/swinv2_base_window8_256.ms_in1k", 8, (0, 0, 0, 0), 256),
+        ("timm/swinv2_base_window16_256.ms_in1k", 16, (0, 0, 0, 0), 256),
+    ],
+    ("swinv2_b", "in22k"): [("timm/swinv2_base_window12_192.ms_in22k", 12, (0, 0, 0, 0), 192)],
+    ("swinv2_b", "in22k-ft-in1k"): [
+        ("timm/swinv2_base_window12to16_192to256.ms_in22k_ft_in1k", 16, (12, 12, 12, 6), 256),
+        ("timm/swinv2_base_window12to24_192to384.ms_in22k_ft_in1k", 24, (12, 12, 12, 6), 384),
+    ],
+    ("swinv2_l", "in22k"): [("timm/swinv2_large_window12_192.ms_in22k", 12, (0, 0, 0, 0), 192)],
+    ("swinv2_l", "in22k-ft-in1k"): [
+        ("timm/swinv2_large_window12to16_192to256.ms_in22k_ft_in1k", 16, (12, 12, 12, 6), 256),
+        ("timm/swinv2_large_window12to24_192to384.ms_in22k_ft_in1k", 24, (12, 12, 12, 6), 384),
+    ],
+}
+
+
+def v2_preset(variant, name, window_size=None):
+    """The V2 preset entry `(repository, window, pretrained windows, image size)` for a
+    name ("imagenet" means in1k where it exists, else in22k-ft-in1k) and, if given, a
+    window; a ValueError listing what exists otherwise."""
+    tags = sorted(tag for v, tag in V2_PRESETS if v == variant)
+    tag = name
+    if name == "imagenet":
+        tag = "in1k" if "in1k" in tags else "in22k-ft-in1k"
+    entries = V2_PRESETS.get((variant, tag))
+    if entries is None:
+        raise ValueError(
+            f"Unknown weights {name!r} for {variant or 'this architecture'}; expected a file path "
+            f"or one of {['imagenet'] + tags}."
+        )
+    for entry in entries:
+        if window_size is None or entry[1] == window_size:
+            return entry
+    raise ValueError(
+        f"weights={name!r}: no {variant} preset with window {window_size}; it exists for windows "
+        f"{[e[1] for e in entries]}."
+    )
+
+
+def resolve_v2_preset(model, name):
+    variant = model_variant(model)
+    variant = variant and variant.replace("swin_", "swinv2_")
+    repository, window, pretrained, _ = v2_preset(variant, name, model.window_size)
+    if tuple(model.pretrained_window_sizes) != pretrained:
+        raise ValueError(
+            f"weights={name!r} ({repository}) was fine-tuned with pretrained_window_sizes={pretrained}; "
+            f"the model has {tuple(model.pretrained_window_sizes)}."
+        )
+    return download(repository, [CHECKPOINT_FILE])

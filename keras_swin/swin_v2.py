@@ -5,6 +5,9 @@ import keras
 from keras_swin.backbone import SwinTransformer
 from keras_swin.layers import PatchMergingV2, SwinBlockV2
 from keras_swin.models import MODEL_CONFIGS
+from keras_swin.weights import KERAS_SUFFIXES, SAFETENSORS_SUFFIX, TORCH_SUFFIXES
+
+WEIGHTS_SUFFIXES = KERAS_SUFFIXES + TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)
 
 
 @keras.saving.register_keras_serializable(package="keras_swin")
@@ -66,8 +69,9 @@ BASE_DOCSTRING = """Instantiates the {variant} architecture (Swin Transformer V2
         classifier_activation: str or None. Default "softmax".
         include_preprocessing: bool, pixels in [0, 255] normalised with the ImageNet mean
             and std inside the model. Default True.
-        window_size: int, attention window. Default 8.
-        pretrained_window_sizes: per-stage pretraining windows (0: none). Default all 0.
+        window_size: int, attention window. Default 8, or the preset's window.
+        pretrained_window_sizes: per-stage pretraining windows (0: none). Default all 0,
+            or the preset's (e.g. (12, 12, 12, 6) for the `12to16` fine-tunes).
         drop_path_rate: float in [0, 1). Default {drop_path_rate}.
         pyramid_norm, include_final_norm, always_partition: as in `SwinT`.
         name: str. Default "{name}".
@@ -88,7 +92,7 @@ def build_model_v2(
     classes=1000,
     classifier_activation="softmax",
     include_preprocessing=True,
-    window_size=8,
+    window_size=None,
     pretrained_window_sizes=None,
     drop_path_rate=None,
     pyramid_norm=False,
@@ -104,6 +108,15 @@ def build_model_v2(
             f"Unknown model '{variant}'; expected one of {sorted('swinv2_' + v[5:] for v in MODEL_CONFIGS)}."
         )
     config = dict(MODEL_CONFIGS[base])
+    if isinstance(weights, str) and not weights.endswith(WEIGHTS_SUFFIXES):
+        # A preset carries its window and pretrained windows; explicit arguments win.
+        from keras_swin.presets import v2_preset
+
+        _, preset_window, preset_pretrained, _ = v2_preset(variant, weights, window_size)
+        window_size = window_size or preset_window
+        if pretrained_window_sizes is None:
+            pretrained_window_sizes = preset_pretrained
+    window_size = window_size or 8
     if drop_path_rate is not None:
         config["drop_path_rate"] = drop_path_rate
     return SwinTransformerV2(

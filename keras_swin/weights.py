@@ -325,6 +325,42 @@ def official_to_keras(model, state, layout="official"):
     assign_checked(mapping, state, layout, model.name, _bias_table_adapter(model.window_size))
 
 
+def _divisor_from_table(table):
+    """`(window, divisor)` of a Swin V2 `relative_coords_table` buffer `(1, 2M-1, 2M-1, 2)`:
+    the largest coordinate is `log2((M-1) * 8 / divisor + 1) / 3`."""
+    window = (table.shape[1] + 1) // 2
+    largest = float(np.max(table[..., 0]))
+    if window == 1 or largest <= 0:
+        return window, None
+    return window, round(8 * (window - 1) / (2.0 ** (3 * largest) - 1))
+
+
+def check_v2_windows(model, state_dict):
+    """Checks the windows that official and timm Swin V2 checkpoints record in their
+    `relative_coords_table` buffers against `model`'s `window_size` and
+    `pretrained_window_sizes`; a mismatch is an error naming both. (Hugging Face
+    checkpoints do not store these buffers, so nothing can be checked there.)"""
+    if type(model).__name__ != "SwinTransformerV2":
+        return
+    pattern = re.compile(r"layers\.(\d+)\.blocks\.\d+\.attn\.relative_coords_table$")
+    for key, table in state_dict.items():
+        match = pattern.search(key)
+        if not match or table.ndim != 4:
+            continue
+        stage = int(match.group(1))
+        window, divisor = _divisor_from_table(table)
+        pretrained = model.pretrained_window_sizes[stage] if stage < len(model.depths) else 0
+        expected = pretrained - 1 if pretrained > 0 else window - 1
+        if window > model.window_size or (divisor is not None and divisor != expected):
+            found_pretrained = 0 if divisor in (None, window - 1) else divisor + 1
+            raise WeightsMismatchError(
+                f"Swin V2 window mismatch at '{key}': the checkpoint was made with window {window} and "
+                f"pretrained window {found_pretrained or 'none'}; the model has window_size="
+                f"{model.window_size} and pretrained_window_sizes[{stage}]={pretrained}. Pass the "
+                "checkpoint's values (window_size=..., pretrained_window_sizes=...)."
+            )
+
+
 def check_version(model, state):
     """A Swin V1 checkpoint for a V2 model (or the reverse) is an error that says so."""
     model_v2 = type(model).__name__ == "SwinTransformerV2"
@@ -441,7 +477,9 @@ def load_weights(model, weights):
             raise OSError(f"No weights file at '{weights}'.")
         model.load_weights(weights)
         return "keras"
-    state, layout = to_official_layout(read_state_dict(weights))
+    raw = read_state_dict(weights)
+    check_v2_windows(model, raw)
+    state, layout = to_official_layout(raw)
     official_to_keras(model, state, layout)
     return layout
 

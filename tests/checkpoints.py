@@ -102,3 +102,56 @@ def mmseg_upernet_state_dict(hf_state):
             key = key.replace(".batch_norm.", ".bn.").replace(".classifier.", ".conv_seg.")
             state[key] = value
     return state
+
+
+_HF_V2_TO_OFFICIAL = (
+    (r"^swinv2\.embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    (r"^swinv2\.embeddings\.norm\.", "patch_embed.norm."),
+    (r"^swinv2\.encoder\.layers\.", "layers."),
+    (r"\.layernorm_before\.", ".norm1."),
+    (r"\.layernorm_after\.", ".norm2."),
+    (r"\.attention\.self\.logit_scale$", ".attn.logit_scale"),
+    (r"\.attention\.self\.continuous_position_bias_mlp\.", ".attn.cpb_mlp."),
+    (r"\.attention\.self\.query\.bias$", ".attn.q_bias"),
+    (r"\.attention\.self\.value\.bias$", ".attn.v_bias"),
+    (r"\.attention\.output\.dense\.", ".attn.proj."),
+    (r"\.intermediate\.dense\.", ".mlp.fc1."),
+    (r"\.output\.dense\.", ".mlp.fc2."),
+    (r"^swinv2\.layernorm\.", "norm."),
+    (r"^classifier\.", "head."),
+)
+
+
+def official_v2_state_dict(hf_model):
+    """The official Swin V2 layout from a Hugging Face Swinv2ForImageClassification: fused
+    bias-free qkv with q_bias/v_bias, cpb_mlp, downsample at the end of stage N, `head.*`,
+    and the relative_coords_table / relative_position_index buffers the official code saves."""
+    hf_state = {k: v.detach().numpy() for k, v in hf_model.state_dict().items()}
+    state = {}
+    for key, value in hf_state.items():
+        if ".attention.self.key." in key or ".attention.self.value.weight" in key:
+            continue
+        if ".attention.self.query.weight" in key:
+            value = np.concatenate(
+                [hf_state[key.replace("query", part)] for part in ("query", "key", "value")], axis=0
+            )
+            key = key.replace(".attention.self.query.weight", ".attn.qkv.weight")
+        for pattern, replacement in _HF_V2_TO_OFFICIAL:
+            key = re.sub(pattern, replacement, key)
+        state[key] = value
+    for stage, layer in enumerate(hf_model.swinv2.encoder.layers):
+        for index, block in enumerate(layer.blocks):
+            attention = block.attention.self
+            prefix = f"layers.{stage}.blocks.{index}.attn"
+            state[f"{prefix}.relative_coords_table"] = attention.relative_coords_table.numpy()
+            state[f"{prefix}.relative_position_index"] = attention.relative_position_index.numpy()
+    return state
+
+
+def timm_v2_state_dict(official_state):
+    """timm's Swin V2: downsample at the start of stage N + 1, `head.fc.*`, a zero k_bias buffer."""
+    state = timm_state_dict(official_state)
+    for key in list(state):
+        if key.endswith(".attn.q_bias"):
+            state[key.replace("q_bias", "k_bias")] = np.zeros_like(state[key])
+    return state

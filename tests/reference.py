@@ -44,7 +44,8 @@ def hf_outputs(model, images_nhwc):
     def hook(module, inputs, output):
         stage_outputs.append(output)
 
-    handles = [stage.blocks[-1].register_forward_hook(hook) for stage in model.swin.encoder.layers]
+    trunk = model.swinv2 if hasattr(model, "swinv2") else model.swin
+    handles = [stage.blocks[-1].register_forward_hook(hook) for stage in trunk.encoder.layers]
     try:
         with torch.no_grad():
             logits = model(pixel_values=pixel_values).logits.numpy()
@@ -166,3 +167,40 @@ def keras_upernet_like(model, **kwargs):
         auxiliary_channels=config.auxiliary_channels,
         **kwargs,
     )
+
+
+def hf_v2_reference(
+    embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=8, pretrained_window_sizes=(0, 0, 0, 0),
+    image_size=256, num_labels=10, seed=0,
+):
+    """A randomly initialised HF Swinv2ForImageClassification with norms, biases, logit
+    scales and CPB MLPs perturbed away from their init. `image_size` decides HF's window
+    per stage (it shrinks the window where a stage's map is smaller)."""
+    from transformers import Swinv2Config, Swinv2ForImageClassification
+
+    torch.manual_seed(seed)
+    config = Swinv2Config(
+        image_size=image_size, embed_dim=embed_dim, depths=list(depths), num_heads=list(num_heads),
+        window_size=window_size, pretrained_window_sizes=list(pretrained_window_sizes),
+        num_labels=num_labels, drop_path_rate=0.0,
+    )
+    model = Swinv2ForImageClassification(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or "norm" in name or "logit_scale" in name or "continuous_position" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+    return model
+
+
+def keras_v2_from_hf(model, **kwargs):
+    """The keras_swin V2 classifier with the HF model's weights, taking normalised images."""
+    config = model.config
+    keras_model = keras_swin.SwinTransformerV2(
+        embed_dim=config.embed_dim, depths=config.depths, num_heads=config.num_heads,
+        window_size=config.window_size, pretrained_window_sizes=config.pretrained_window_sizes,
+        include_top=True, classes=config.num_labels, classifier_activation=None,
+        include_preprocessing=False, **kwargs,
+    )
+    state, layout = to_official_layout(hf_state_dict(model))
+    official_to_keras(keras_model, state, layout)
+    return keras_model

@@ -156,8 +156,10 @@ class WindowAttentionV2(keras.layers.Layer):
         query, key, value = qkv[0], qkv[1], qkv[2]
 
         def normalise(t):
+            # t / max(|t|, 1e-12) as PyTorch's F.normalize, with the clamp inside the square
+            # root so that zero vectors (padded tokens) get a zero gradient, not NaN.
             t = ops.cast(t, "float32")
-            return t / ops.maximum(ops.sqrt(ops.sum(t * t, axis=-1, keepdims=True)), 1e-12)
+            return t / ops.sqrt(ops.maximum(ops.sum(t * t, axis=-1, keepdims=True), 1e-24))
 
         logits = ops.matmul(normalise(query), ops.transpose(normalise(key), (0, 1, 3, 2)))
         scale = ops.exp(ops.minimum(ops.cast(self.logit_scale, "float32"), MAX_LOGIT_SCALE))
