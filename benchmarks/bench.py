@@ -30,9 +30,14 @@ SCALING_SIZES = (224, 448, 896)
 TFLITE_VARIANTS = ("none", "float16", "dynamic", "int8")
 # RESULTS.md section written by train_epoch.py, which write_results keeps.
 TRAIN_EPOCH_START, TRAIN_EPOCH_END = "<!-- train_epoch -->", "<!-- /train_epoch -->"
-# RESULTS.md section written by `bench.py --segmentation`, which the full run keeps too.
-SEGMENTATION_START, SEGMENTATION_END = "<!-- segmentation -->", "<!-- /segmentation -->"
-SEGMENTATION_SIZE = 512
+# RESULTS.md section written by `bench.py --extra` (UPerNet and Swin V2), which the full run keeps.
+EXTRA_START, EXTRA_END = "<!-- extra -->", "<!-- /extra -->"
+# (name, model, image side, batch) of the --extra rows.
+EXTRA_ROWS = (
+    ("UPerNet-SwinT", "upernet_swin_t", 512, 1),
+    ("UPerNet-SwinT", "upernet_swin_t", 512, 4),
+    ("SwinV2T", "swinv2_t", 256, 16),
+)
 # precision: (Keras dtype policy, torch autocast dtype); fp16 is meant for a GPU run.
 PRECISIONS = {"fp32": ("float32", None), "bf16": ("mixed_bfloat16", "bfloat16"), "fp16": ("mixed_float16", "float16")}
 
@@ -75,6 +80,8 @@ def _keras_model(task):
     keras.config.set_dtype_policy(PRECISIONS[task.get("precision", "fp32")][0])
     if task.get("model") == "upernet_swin_t":
         return keras_swin.UPerNetSwinT()
+    if task.get("model") == "swinv2_t":
+        return keras_swin.SwinV2T()
     if task.get("config"):
         return keras_swin.SwinTransformer(**task["config"])
     return keras_swin.SwinT(include_top=task.get("include_top", True))
@@ -138,6 +145,13 @@ def _torch_model(task):
 
     config = SwinConfig(image_size=task["size"], embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
                         window_size=7, num_labels=1000, drop_path_rate=0.2)
+    if task.get("model") == "swinv2_t":
+        from transformers import Swinv2Config, Swinv2ForImageClassification
+
+        return Swinv2ForImageClassification(Swinv2Config(
+            image_size=task["size"], embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=8,
+            num_labels=1000, drop_path_rate=0.2,
+        ))
     if task.get("model") == "upernet_swin_t":
         from transformers import UperNetConfig, UperNetForSemanticSegmentation
 
@@ -367,36 +381,36 @@ def train_epoch_section(text):
     return marked_section(text, TRAIN_EPOCH_START, TRAIN_EPOCH_END)
 
 
-def segmentation_tasks(iterations):
+def extra_tasks(iterations):
     tasks = {}
-    for batch in (1, 4):
-        common = dict(model="upernet_swin_t", kind="predict", size=SEGMENTATION_SIZE, batch=batch,
-                      iterations=iterations, precision="fp32")
-        tasks[f"keras upernet b{batch}"] = dict(worker="keras", **common)
-        tasks[f"torch upernet b{batch}"] = dict(worker="torch", **common)
+    for _, model, size, batch in EXTRA_ROWS:
+        common = dict(model=model, kind="predict", size=size, batch=batch, iterations=iterations, precision="fp32")
+        tasks[f"keras {model} b{batch}"] = dict(worker="keras", **common)
+        tasks[f"torch {model} b{batch}"] = dict(worker="torch", **common)
     return tasks
 
 
-def segmentation_section(machine, results, rounds):
+def extra_section(machine, results, rounds):
     from keras_swin import UPerNetSwinT
     from keras_swin.utils import flops
 
     lines = [
-        SEGMENTATION_START,
-        "## Segmentation: UPerNet-SwinT, 512², `predict` fp32",
+        EXTRA_START,
+        "## UPerNet segmentation and Swin V2 (`predict` fp32)",
         "",
-        f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench.py --segmentation --rounds {rounds}` "
-        f"on {machine}; {versions()}. keras_swin `UPerNetSwinT()` (150 classes, logits at the",
-        "input size) against Hugging Face `UperNetForSemanticSegmentation` with the same Swin-T",
-        "configuration, eager under `torch.no_grad`; alternating fresh processes, median of the rounds.",
+        f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench.py --extra --rounds {rounds}` "
+        f"on {machine}; {versions()}. keras_swin `UPerNetSwinT()` (150 classes, logits at the input",
+        "size) against Hugging Face `UperNetForSemanticSegmentation` with the same Swin-T configuration;",
+        "`SwinV2T()` against `Swinv2ForImageClassification` (window 8). PyTorch eager under",
+        "`torch.no_grad`; alternating fresh processes, median of the rounds.",
         "",
-        "| batch | keras_swin (img/s) | PyTorch (img/s) | ratio | keras peak growth (MB) | torch peak growth (MB) |",
-        "|---|---|---|---|---|---|",
+        "| model | size | batch | keras_swin (img/s) | PyTorch (img/s) | ratio | keras peak growth (MB) | torch peak growth (MB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for batch in (1, 4):
-        ours, theirs = results[f"keras upernet b{batch}"], results[f"torch upernet b{batch}"]
+    for name, model, size, batch in EXTRA_ROWS:
+        ours, theirs = results[f"keras {model} b{batch}"], results[f"torch {model} b{batch}"]
         lines.append(
-            f"| {batch} | {ours['images_per_second']:.2f} | {theirs['images_per_second']:.2f} | "
+            f"| {name} | {size}² | {batch} | {ours['images_per_second']:.2f} | {theirs['images_per_second']:.2f} | "
             f"{ours['images_per_second'] / theirs['images_per_second']:.2f}x | "
             f"{ours['memory_growth_mb']:.0f} | {theirs['memory_growth_mb']:.0f} |")
     count = flops(UPerNetSwinT(), (512, 2048))
@@ -405,7 +419,7 @@ def segmentation_section(machine, results, rounds):
         f"`keras_swin.utils.flops(UPerNetSwinT(), (512, 2048))`: {count / 1e9:.1f}G multiply-accumulates",
         f"(backbone and decode head; the Swin paper and mmseg give 945G: {100 * (count / 945e9 - 1):+.1f}%).",
         "",
-        SEGMENTATION_END,
+        EXTRA_END,
     ]
     return "\n".join(lines)
 
@@ -478,7 +492,7 @@ def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
         lines.append(f"| {size} | {cells[0]} | {cells[1]} |")
     lines += ["", "![scaling](scaling.png)", ""]
     old = open(path).read() if os.path.exists(path) else ""
-    for kept in (train_epoch_section(old), marked_section(old, SEGMENTATION_START, SEGMENTATION_END)):
+    for kept in (train_epoch_section(old), marked_section(old, EXTRA_START, EXTRA_END)):
         if kept:
             lines += [kept, ""]
     with open(path, "w") as f:
@@ -493,8 +507,8 @@ def main(argv=None):
     parser.add_argument("--precisions", default="fp32,bf16",
                         help="comma-separated fp32, bf16, fp16 (fp16: for a GPU run)")
     parser.add_argument("--quick", action="store_true", help="SwinT 224 batch-16 predict fp32 only")
-    parser.add_argument("--segmentation", action="store_true",
-                        help="UPerNet-SwinT 512 predict fp32, batch 1 and 4, against Hugging Face's UperNet")
+    parser.add_argument("--extra", action="store_true",
+                        help="UPerNet-SwinT 512 (batch 1, 4) and SwinV2T 256 (batch 16) predict fp32 against Hugging Face")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round, nothing written")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
@@ -511,18 +525,22 @@ def main(argv=None):
             "keras tflite int8": dict(worker="keras", kind="tflite", size=32, batch=1, iterations=1,
                                       config=tiny, quantize="int8", tmp=tmp),
         }
+        for _, model, _, _ in EXTRA_ROWS[1:]:  # the --extra models, at 64x64
+            for worker in ("keras", "torch"):
+                tasks[f"{worker} {model}"] = dict(worker=worker, model=model, kind="predict", size=64, batch=1,
+                                                  iterations=1, precision="fp32")
         results = measure_alternating(tasks, 1)
         print(json.dumps(results, indent=1))
         return results
     machine = machine_description()
     print(f"machine: {machine}")
-    if args.segmentation:
-        results = measure_alternating(segmentation_tasks(args.iterations), args.rounds)
-        section = segmentation_section(machine, results, args.rounds)
+    if args.extra:
+        results = measure_alternating(extra_tasks(args.iterations), args.rounds)
+        section = extra_section(machine, results, args.rounds)
         print(section)
         if not args.no_write:
             old = open(args.output).read() if os.path.exists(args.output) else "# Benchmark results\n"
-            previous = marked_section(old, SEGMENTATION_START, SEGMENTATION_END)
+            previous = marked_section(old, EXTRA_START, EXTRA_END)
             text = old.replace(previous, section) if previous else old.rstrip("\n") + "\n\n" + section + "\n"
             with open(args.output, "w") as f:
                 f.write(text)

@@ -38,10 +38,14 @@ class SwinTransformerV2(SwinTransformer):
                 f"received pretrained_window_sizes={tuple(pretrained_window_sizes)} for "
                 f"{len(depths)} stages (depths={tuple(depths)})."
             )
-        # Read by _make_block while the graph is built in SwinTransformer.__init__.
+        # Read by _make_block while SwinTransformer.__init__ builds the graph (and by the
+        # weight loader it may call), so it is set first.
         self._pretrained_window_sizes = sizes
         super().__init__(*args, window_size=window_size, name=name, **kwargs)
-        self.pretrained_window_sizes = sizes
+
+    @property
+    def pretrained_window_sizes(self):
+        return self._pretrained_window_sizes
 
     def _make_block(self, stage, num_heads, **kwargs):
         return SwinBlockV2(num_heads, pretrained_window_size=self._pretrained_window_sizes[stage], **kwargs)

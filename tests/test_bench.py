@@ -27,6 +27,8 @@ def test_benchmark_smoke_run():
     int8 = results["keras tflite int8"]
     assert int8["size_mb"] > 0 and 0.0 <= int8["top1_agreement"] <= 1.0
     assert int8["peak_rss_mb"] > 0
+    for name in ("keras upernet_swin_t", "torch upernet_swin_t", "keras swinv2_t", "torch swinv2_t"):
+        assert results[name]["images_per_second"] > 0, name
 
 
 @pytest.mark.slow
