@@ -66,6 +66,14 @@ def _train(args):
     metrics = train(config)
     print()
     print(f"model {metrics['model']} ({metrics['parameters']:,} parameters) on {metrics['data']}")
+    if config.task == "segmentation":
+        print(f"training time: {metrics['train_seconds']:.1f} s for {metrics['epochs']} epochs")
+        print(f"test mean IoU: {metrics['mean_iou']:.4f} ({len(metrics['class_names'])} classes)  "
+              f"foreground mean IoU: {metrics['foreground_mean_iou']:.4f}  "
+              f"pixel accuracy: {100 * metrics['pixel_accuracy']:.2f}%  ({metrics['test_images']} test images)")
+        print(f"outputs in {config.output}: best.keras, metrics.json, training_curves.png, predictions.png"
+              f"{', serving/, ' + metrics['model'] + '.tflite' if config.export else ''}")
+        return
     if metrics["skipped_files"]:
         print(f"skipped corrupt files: {metrics['skipped_files']}")
     print(f"training time: {metrics['train_seconds']:.1f} s for {metrics['epochs']} epochs")
@@ -134,20 +142,30 @@ def build_parser():
     convert.add_argument("--no-top", action="store_true", help="drop the classifier head")
     convert.set_defaults(run=_convert)
 
-    from keras_swin.train import MODEL_NAMES, SELECT_OPTIONS, TrainConfig
+    from keras_swin.train import MODEL_NAMES, SELECT_OPTIONS, TASK_DEFAULTS, TASKS, TrainConfig
+    from keras_swin.train_segmentation import SEGMENTER_NAMES
 
     defaults = TrainConfig()
-    train = commands.add_parser("train", help="train or fine-tune a Swin classifier")
-    train.add_argument("--data", default=defaults.data, help="digits | tfds:NAME[:SPLITS] | PATH")
+
+    def per_task(name):
+        return "default " + " / ".join(f"{TASK_DEFAULTS[t][name]} ({t})" for t in TASKS)
+
+    train = commands.add_parser("train", help="train or fine-tune a Swin classifier or segmenter")
+    train.add_argument("--task", default="classification", choices=TASKS)
+    train.add_argument("--data", default=None,
+                       help="digits | digit-scenes | tfds:NAME[:SPLITS] | PATH; " + per_task("data"))
     train.add_argument("--data-dir", default=None, help="tensorflow-datasets data dir")
-    train.add_argument("--model", default=defaults.model, choices=MODEL_NAMES)
-    train.add_argument("--weights", default=None, help="PATH or imagenet")
+    train.add_argument("--model", default=None, choices=MODEL_NAMES + SEGMENTER_NAMES, help=per_task("model"))
+    train.add_argument("--weights", default=None, help="PATH or imagenet (ade20k for UPerNet)")
+    train.add_argument("--backbone-weights", default=None,
+                       help="segmentation: an ImageNet Swin classifier checkpoint (PATH or imagenet) for the backbone")
+    train.add_argument("--auxiliary-head", action="store_true", help="segmentation: the auxiliary head, loss weight 0.4")
     train.add_argument("--image-size", type=int, default=None)
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--epochs", type=int, default=None, help=per_task("epochs"))
+    train.add_argument("--batch-size", type=int, default=None, help=per_task("batch_size"))
+    train.add_argument("--learning-rate", type=float, default=None, help=per_task("learning_rate"))
     train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    train.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs)
+    train.add_argument("--warmup-epochs", type=int, default=None, help=per_task("warmup_epochs"))
     train.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
     train.add_argument(
         "--clipnorm", type=float, default=defaults.clipnorm, help="clip the global gradient norm"
@@ -155,7 +173,8 @@ def build_parser():
     train.add_argument("--drop-path-rate", type=float, default=None)
     train.add_argument("--layer-decay", type=float, default=None, help="layer-wise LR decay, e.g. 0.9")
     train.add_argument("--freeze-backbone-epochs", type=int, default=0)
-    train.add_argument("--augment", default=defaults.augment, choices=("light", "randaugment", "none"))
+    train.add_argument("--augment", default=None, choices=("light", "randaugment", "none", "flip-scale-crop"),
+                       help=per_task("augment") + "; flip-scale-crop is for segmentation")
     train.add_argument("--flip", action="store_true")
     train.add_argument("--random-resized-crop", action="store_true")
     train.add_argument("--mixup", action="store_true")
@@ -168,7 +187,7 @@ def build_parser():
     )
     train.add_argument("--strategy", default="auto", choices=("auto", "mirrored"))
     train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--output", default=defaults.output)
+    train.add_argument("--output", default=None, help=per_task("output"))
     train.add_argument("--resume", action="store_true")
     train.add_argument("--export", action=argparse.BooleanOptionalAction, default=True)
     train.add_argument("--version", type=int, default=1)

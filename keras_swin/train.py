@@ -37,28 +37,43 @@ SMALL_CONFIGS = {
 MODEL_NAMES = tuple(SMALL_CONFIGS) + tuple(MODEL_CONFIGS)
 # Variables without weight decay: biases, norm scales/offsets, relative position bias tables.
 NO_DECAY_NAMES = ("bias", "gamma", "beta", "relative_position_bias_table")
-SELECT_OPTIONS = ("last", "val_loss", "val_accuracy")
+SELECT_OPTIONS = ("last", "val_loss", "val_accuracy", "val_mean_iou")
+TASKS = ("classification", "segmentation")
+# The defaults that depend on the task; a field left at None takes them.
+TASK_DEFAULTS = {
+    "classification": dict(
+        data="digits", model="swin_digits", output="saved_models/swin_digits", augment="light",
+        epochs=60, batch_size=64, learning_rate=2e-3, warmup_epochs=3,
+    ),
+    "segmentation": dict(
+        data="digit-scenes", model="upernet_swin_scenes", output="saved_models/upernet_swin_scenes",
+        augment="none", epochs=30, batch_size=32, learning_rate=2e-3, warmup_epochs=2,
+    ),
+}
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    data: str = "digits"
+    task: str = "classification"
+    data: str = None
     data_dir: str = None
-    model: str = "swin_digits"
+    model: str = None
     weights: str = None
+    backbone_weights: str = None
+    auxiliary_head: bool = False
     image_size: int = None
-    epochs: int = 60
-    batch_size: int = 64
-    learning_rate: float = 2e-3
+    epochs: int = None
+    batch_size: int = None
+    learning_rate: float = None
     min_learning_rate: float = 1e-5
     weight_decay: float = 0.05
-    warmup_epochs: int = 3
+    warmup_epochs: int = None
     label_smoothing: float = 0.1
     clipnorm: float = 5.0  # clips the global gradient norm, as the official code does
     drop_path_rate: float = None
     layer_decay: float = None
     freeze_backbone_epochs: int = 0
-    augment: str = "light"
+    augment: str = None
     flip: bool = False
     random_resized_crop: bool = False
     mixup: bool = False
@@ -70,16 +85,44 @@ class TrainConfig:
     select: str = "last"
     strategy: str = "auto"
     seed: int = 0
-    output: str = "saved_models/swin_digits"
+    output: str = None
     resume: bool = False
     export: bool = True
     version: int = 1
     verbose: int = 1
 
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"--task must be one of {list(TASKS)}; received {self.task!r}.")
+        for name, value in TASK_DEFAULTS[self.task].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
 
 def check_config(config):
-    if config.model not in MODEL_NAMES:
-        raise ValueError(f"Unknown model {config.model!r}; expected one of {list(MODEL_NAMES)}.")
+    from keras_swin.train_segmentation import SEGMENTER_NAMES
+
+    if config.task == "segmentation":
+        if config.model not in SEGMENTER_NAMES:
+            kind = "a classification-only model" if config.model in MODEL_NAMES else "unknown"
+            raise ValueError(
+                f"--task segmentation needs a segmentation model; {config.model!r} is {kind}. Expected one "
+                f"of {list(SEGMENTER_NAMES)}."
+            )
+        if config.freeze_backbone_epochs:
+            raise ValueError("--freeze-backbone-epochs is for classification; received it with --task segmentation.")
+        if config.select == "val_accuracy":
+            raise ValueError("--select val_accuracy is for classification; use val_mean_iou for segmentation.")
+    elif config.model not in MODEL_NAMES:
+        kind = " (a segmentation model: add --task segmentation)" if config.model in SEGMENTER_NAMES else ""
+        raise ValueError(f"Unknown model {config.model!r}{kind}; expected one of {list(MODEL_NAMES)}.")
+    elif config.select == "val_mean_iou" or config.backbone_weights or config.auxiliary_head:
+        raise ValueError(
+            "--select val_mean_iou, --backbone-weights and --auxiliary-head are for --task segmentation."
+        )
+    augments = ("none", "flip-scale-crop") if config.task == "segmentation" else ("light", "randaugment", "none")
+    if config.augment not in augments:
+        raise ValueError(f"--augment for --task {config.task} must be one of {list(augments)}; received {config.augment!r}.")
     if config.mixed_precision not in ("off", "float16", "bfloat16"):
         raise ValueError(
             f"--mixed-precision must be off, float16 or bfloat16; received {config.mixed_precision!r}."
@@ -275,7 +318,7 @@ def _evaluate(model, dataset, num_classes):
     return matrix
 
 
-def _history_from_csv(path):
+def history_from_csv(path):
     import csv
 
     history = {}
@@ -289,14 +332,78 @@ def _history_from_csv(path):
     return history
 
 
-def train(config):
-    """Trains, evaluates and exports a Swin classifier. Returns the metrics dict."""
-    check_config(config)
+def fit_with_recipe(model, config, train_ds, validation_ds, monitor=None, before_fit=None):
+    """Fits a compiled `model` for `config.epochs` with the outputs every task shares:
+    `backup/` (BackupAndRestore: `--resume` loses at most the epoch in progress),
+    `checkpoints/last.keras`, `history.csv`, TensorBoard `logs/`, and `best.keras` (the
+    final weights, or the best epoch of `monitor` for `--select val_*`).
+
+    `before_fit(model, phase)` may recompile between phases (phase 1 with a frozen
+    backbone, for `freeze_backbone_epochs`).
+
+    Returns:
+        `(train_seconds, best_path, history_path)`.
+    """
     output = os.path.abspath(config.output)
+    monitor = monitor or config.select
+    backup_dir = os.path.join(output, "backup")
+    if not config.resume and os.path.isdir(backup_dir):
+        shutil.rmtree(backup_dir)
+    best_path = os.path.join(output, "best.keras")
+    history_path = os.path.join(output, "history.csv")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
+        keras.callbacks.CSVLogger(history_path, append=config.resume),
+        keras.callbacks.TensorBoard(os.path.join(output, "logs")),
+    ]
+    if config.select != "last":
+        # A resumed run must beat the best epoch logged before the interruption.
+        mode = "min" if config.select == "val_loss" else "max"
+        logged = history_from_csv(history_path).get(monitor) if config.resume else None
+        best_logged = (min if mode == "min" else max)(logged) if logged else None
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                best_path, monitor=monitor, mode=mode, save_best_only=True, initial_value_threshold=best_logged,
+            )
+        )
+    os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
+
+    start = time.perf_counter()
+    phase_one = config.freeze_backbone_epochs
+    # The datasets are shuffled by their pipelines; Keras warns if fit is asked to as well.
+    if phase_one:
+        model.fit(train_ds, validation_data=validation_ds, epochs=phase_one,
+                  callbacks=callbacks, verbose=config.verbose, shuffle=False)
+        before_fit(model, 2)
+    model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs, initial_epoch=phase_one,
+              callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    train_seconds = time.perf_counter() - start
+    if config.select == "last":
+        model.save(best_path)
+    return train_seconds, best_path, history_path
+
+
+def train(config):
+    """Trains, evaluates and exports a Swin classifier (or, with `task="segmentation"`, a
+    segmenter: see `keras_swin.train_segmentation`). Returns the metrics dict."""
+    check_config(config)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision != "off":
         keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
+    try:
+        if config.task == "segmentation":
+            from keras_swin.train_segmentation import train_segmentation
 
+            return train_segmentation(config)
+        return _train_classifier(config)
+    finally:
+        if config.mixed_precision != "off":
+            keras.mixed_precision.set_global_policy("float32")
+
+
+def _train_classifier(config):
+    output = os.path.abspath(config.output)
     size = image_size_of(config)
     splits = data_lib.load_data(config.data, size, config.data_dir, config.seed)
     num_classes = len(splits.class_names)
@@ -315,42 +422,13 @@ def train(config):
             _set_backbone_trainable(model, False)
         compile_model(model, config, steps_per_epoch)
 
-    backup_dir = os.path.join(output, "backup")
-    if not config.resume and os.path.isdir(backup_dir):
-        shutil.rmtree(backup_dir)
-    best_path = os.path.join(output, "best.keras")
-    history_path = os.path.join(output, "history.csv")
-    callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
-        keras.callbacks.CSVLogger(history_path, append=config.resume),
-        keras.callbacks.TensorBoard(os.path.join(output, "logs")),
-    ]
-    if config.select != "last":
-        # A resumed run must beat the best epoch logged before the interruption.
-        logged = _history_from_csv(history_path).get(config.select) if config.resume else None
-        best_logged = (min if config.select == "val_loss" else max)(logged) if logged else None
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                best_path, monitor=config.select, save_best_only=True,
-                initial_value_threshold=best_logged,
-            )
-        )
-    os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
-
-    start = time.perf_counter()
-    phase_one = config.freeze_backbone_epochs
-    if phase_one:
-        # The datasets are shuffled by the pipeline; Keras warns if fit is asked to as well.
-        model.fit(train_ds, validation_data=validation_ds, epochs=phase_one,
-                  callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    def unfreeze(model, phase):
         _set_backbone_trainable(model, True)
         compile_model(model, config, steps_per_epoch)
-    model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs, initial_epoch=phase_one,
-              callbacks=callbacks, verbose=config.verbose, shuffle=False)
-    train_seconds = time.perf_counter() - start
-    if config.select == "last":
-        model.save(best_path)
+
+    train_seconds, best_path, history_path = fit_with_recipe(
+        model, config, train_ds, validation_ds, before_fit=unfreeze
+    )
 
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     best.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
@@ -360,6 +438,7 @@ def train(config):
         name: float(matrix[i, i] / max(1, matrix[i].sum())) for i, name in enumerate(splits.class_names)
     }
     metrics = {
+        "task": "classification",
         "model": config.model,
         "data": config.data,
         "test_accuracy": float(test_accuracy),
@@ -371,7 +450,7 @@ def train(config):
         "skipped_files": splits.skipped_files,
         "class_names": splits.class_names,
     }
-    _plot_curves(_history_from_csv(history_path), os.path.join(output, "training_curves.png"))
+    _plot_curves(history_from_csv(history_path), os.path.join(output, "training_curves.png"))
     _plot_confusion(matrix, splits.class_names, os.path.join(output, "confusion_matrix.png"))
 
     if config.export:
@@ -382,6 +461,4 @@ def train(config):
         metrics["tflite_bytes"] = export.to_tflite(best, os.path.join(output, f"{config.model}.tflite"))
     with open(os.path.join(output, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    if config.mixed_precision != "off":
-        keras.mixed_precision.set_global_policy("float32")
     return metrics

@@ -1,0 +1,268 @@
+"""The segmentation recipe: UPerNet on a Swin backbone, pixel cross-entropy that ignores 255
+(plus the auxiliary head at 0.4), the classification recipe's AdamW, schedule, clipping,
+mixed precision, XLA, resume and seed, IoU metrics, mask plots and export.
+
+`keras-swin train --task segmentation` runs `train_segmentation(TrainConfig(...))`.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+
+from keras_swin import segmentation_data
+from keras_swin.backbone import SwinTransformer
+from keras_swin.segmentation_data import IGNORE_INDEX
+from keras_swin.upernet import UPerNet, build_upernet
+
+# Small segmenters for CPUs and 64x64 scenes (patch 2: P2..P5 at strides 2..16).
+SMALL_SEGMENTERS = {
+    "upernet_swin_scenes": dict(
+        backbone=dict(patch_size=2, embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4,
+                      drop_path_rate=0.1),
+        channels=64,
+        image_size=64,
+    ),
+    "upernet_swin_nano": dict(
+        backbone=dict(patch_size=2, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4,
+                      drop_path_rate=0.0),
+        channels=16,
+        image_size=32,
+    ),
+}
+LARGE_SEGMENTERS = ("upernet_swin_t", "upernet_swin_s", "upernet_swin_b", "upernet_swin_l")
+SEGMENTER_NAMES = tuple(SMALL_SEGMENTERS) + LARGE_SEGMENTERS
+AUXILIARY_WEIGHT = 0.4
+# A fixed palette: background black, then distinct colours (repeating after 20 classes).
+PALETTE = np.array(
+    [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128],
+     [220, 190, 255], [170, 110, 40], [255, 250, 200], [128, 0, 0], [170, 255, 195], [128, 128, 0],
+     [255, 215, 180], [0, 0, 128]], dtype=np.uint8,
+)
+IGNORE_COLOUR = (128, 128, 128)
+
+
+def segmenter_image_size(config):
+    if config.image_size:
+        return config.image_size
+    return SMALL_SEGMENTERS[config.model]["image_size"] if config.model in SMALL_SEGMENTERS else 512
+
+
+def create_segmenter(config, num_classes):
+    """The UPerNet for `config.model` with `num_classes` classes."""
+    auxiliary = config.auxiliary_head
+    if config.model in SMALL_SEGMENTERS:
+        settings = SMALL_SEGMENTERS[config.model]
+        backbone_settings = dict(settings["backbone"])
+        if config.drop_path_rate is not None:
+            backbone_settings["drop_path_rate"] = config.drop_path_rate
+        backbone = SwinTransformer(
+            **backbone_settings, pyramid_norm=True, include_final_norm=False, always_partition=True,
+            weights=config.backbone_weights, name=f"{config.model}_backbone",
+        )
+        model = UPerNet(backbone, num_classes=num_classes, channels=settings["channels"],
+                        auxiliary_head=auxiliary, auxiliary_channels=settings["channels"], name=config.model)
+    else:
+        model = build_upernet(
+            config.model.replace("upernet_", ""), num_classes=num_classes, backbone_weights=config.backbone_weights,
+            auxiliary_head=auxiliary, drop_path_rate=0.3 if config.drop_path_rate is None else config.drop_path_rate,
+            name=config.model,
+        )
+    if config.weights:
+        from keras_swin.weights import load_upernet_weights
+
+        load_upernet_weights(model, config.weights)
+    return model
+
+
+def segmentation_loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_INDEX)
+
+
+def compile_segmenter(model, config, steps_per_epoch, num_classes):
+    """The recipe's AdamW and schedule (`train.create_optimizer`), the ignoring
+    cross-entropy (auxiliary head at 0.4) and the mean IoU metric on the main logits."""
+    from keras_swin.train import create_optimizer
+
+    mean_iou = keras.metrics.MeanIoU(
+        num_classes, ignore_class=IGNORE_INDEX, sparse_y_pred=False, name="mean_iou"
+    )
+    if model.auxiliary_head:
+        loss = {"logits": segmentation_loss(), "auxiliary_logits": segmentation_loss()}
+        loss_weights = {"logits": 1.0, "auxiliary_logits": AUXILIARY_WEIGHT}
+        metrics = {"logits": [mean_iou]}
+    else:
+        loss, loss_weights, metrics = segmentation_loss(), None, [mean_iou]
+    model.compile(
+        optimizer=create_optimizer(config, model, steps_per_epoch),
+        loss=loss,
+        loss_weights=loss_weights,
+        metrics=metrics,
+        jit_compile=config.jit_compile,
+    )
+
+
+def with_auxiliary_targets(dataset, model):
+    """Feeds the mask to both outputs of a model with an auxiliary head."""
+    if not model.auxiliary_head:
+        return dataset
+    return dataset.map(lambda images, masks: (images, {"logits": masks, "auxiliary_logits": masks}))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """`(num_classes, num_classes)` counts of (true, predicted) pixels; pixels labelled
+    255 (ignore) are left out."""
+    labels, predictions = np.asarray(labels).ravel(), np.asarray(predictions).ravel()
+    keep = labels != IGNORE_INDEX
+    if np.any(labels[keep] >= num_classes):
+        raise ValueError(
+            f"A mask has class id {int(labels[keep].max())}; expected ids below {num_classes} or 255 (ignore)."
+        )
+    return np.bincount(
+        labels[keep].astype(np.int64) * num_classes + predictions[keep], minlength=num_classes * num_classes
+    ).reshape(num_classes, num_classes)
+
+
+def iou_metrics(matrix, class_names):
+    """`mean_iou` (over the classes present in the labels or the predictions),
+    `foreground_mean_iou` (the same without a class named "background"),
+    `pixel_accuracy` and `per_class_iou` (None for a class seen nowhere)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    true_positive = np.diag(matrix)
+    union = matrix.sum(0) + matrix.sum(1) - true_positive
+    iou = np.where(union > 0, true_positive / np.maximum(union, 1), np.nan)
+    foreground = [i for i, name in enumerate(class_names) if name != "background"]
+    return {
+        "mean_iou": float(np.nanmean(iou)),
+        "foreground_mean_iou": float(np.nanmean(iou[foreground])) if foreground else float("nan"),
+        "pixel_accuracy": float(true_positive.sum() / max(matrix.sum(), 1)),
+        "per_class_iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(class_names, iou)},
+    }
+
+
+def predict_masks(model, images, batch_size=32):
+    """Class maps `(N, H, W)` of `model`'s main logits."""
+    outputs = model.predict(images.astype("float32"), batch_size=batch_size, verbose=0)
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs
+    return logits.argmax(-1)
+
+
+def colourise(mask):
+    """A class map as RGB with the fixed palette (ignore: grey)."""
+    colours = PALETTE[np.asarray(mask) % len(PALETTE)]
+    colours[np.asarray(mask) == IGNORE_INDEX] = IGNORE_COLOUR
+    return colours
+
+
+def plot_predictions(images, masks, predictions, class_names, path, count=8):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = min(count, len(images))
+    figure, axes = plt.subplots(3, count, figsize=(1.6 * count, 5.2), squeeze=False)
+    for column in range(count):
+        for row, (picture, title) in enumerate(
+            ((images[column], "image"), (colourise(masks[column]), "true"), (colourise(predictions[column]), "predicted"))
+        ):
+            axis = axes[row][column]
+            axis.imshow(picture.astype(np.uint8))
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column == 0:
+                axis.set_ylabel(title)
+    handles = [matplotlib.patches.Patch(color=PALETTE[i % len(PALETTE)] / 255, label=name)
+               for i, name in enumerate(class_names)]
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(class_names), 11), fontsize=7)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_curves(history, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, keys, title in (
+        (axes[0], ("loss", "val_loss"), "loss"),
+        (axes[1], ("mean_iou", "val_mean_iou", "logits_mean_iou", "val_logits_mean_iou"), "mean IoU"),
+    ):
+        for key in keys:
+            if key in history:
+                axis.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
+        axis.set_xlabel("epoch")
+        axis.set_title(title)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def train_segmentation(config):
+    """Trains, evaluates and exports a Swin UPerNet segmenter. Returns the metrics dict."""
+    from keras_swin import train as recipe
+
+    size = segmenter_image_size(config)
+    splits = segmentation_data.load_segmentation_data(config.data, size, config.data_dir, config.seed)
+    num_classes = len(splits.class_names)
+    for name, (_, masks) in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+        ids = masks[masks != IGNORE_INDEX]
+        if ids.size and ids.max() >= num_classes:
+            raise ValueError(f"{name} masks have class id {int(ids.max())}; expected below {num_classes} or 255.")
+    train_ds = segmentation_data.make_segmentation_pipeline(
+        splits.train, config.batch_size, training=True, augment=config.augment, seed=config.seed
+    )
+    validation_ds = segmentation_data.make_segmentation_pipeline(splits.validation, config.batch_size)
+    steps_per_epoch = -(-len(splits.train[0]) // config.batch_size)
+
+    with recipe.strategy_for(config).scope():
+        model = create_segmenter(config, num_classes)
+        compile_segmenter(model, config, steps_per_epoch, num_classes)
+    train_ds, validation_ds = with_auxiliary_targets(train_ds, model), with_auxiliary_targets(validation_ds, model)
+    monitor = {"val_mean_iou": "val_logits_mean_iou" if model.auxiliary_head else "val_mean_iou"}.get(
+        config.select, config.select
+    )
+    train_seconds, best_path, history_path = recipe.fit_with_recipe(
+        model, config, train_ds, validation_ds, monitor=monitor
+    )
+    best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
+    test_images, test_masks = splits.test
+    predictions = predict_masks(best, test_images)
+    matrix = confusion_matrix(test_masks, predictions, num_classes)
+    metrics = {
+        "task": "segmentation",
+        "model": config.model,
+        "data": config.data,
+        **iou_metrics(matrix, splits.class_names),
+        "train_seconds": round(train_seconds, 1),
+        "epochs": config.epochs,
+        "parameters": int(best.count_params()),
+        "class_names": splits.class_names,
+        "test_images": int(len(test_images)),
+    }
+    output = os.path.abspath(config.output)
+    plot_curves(recipe.history_from_csv(history_path), os.path.join(output, "training_curves.png"))
+    plot_predictions(test_images, test_masks, predictions, splits.class_names,
+                     os.path.join(output, "predictions.png"))
+    if config.export:
+        from keras_swin import export
+
+        export.to_saved_model(best, os.path.join(output, "serving"), name=config.model, version=config.version,
+                              image_size=(size, size))
+        metrics["tflite_bytes"] = export.to_tflite(best, os.path.join(output, f"{config.model}.tflite"),
+                                                   image_size=(size, size))
+    with open(os.path.join(output, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    return metrics

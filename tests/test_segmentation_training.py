@@ -1,0 +1,189 @@
+"""Segmentation training: the digit scenes, folders and tfds, joint augmentation, the IoU
+metrics against a hand-computed confusion matrix, the CLI end to end, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from harness import REPO_ROOT
+from keras_swin import segmentation_data
+from keras_swin.train import TrainConfig, train
+from keras_swin.train_segmentation import confusion_matrix, iou_metrics
+
+NANO = dict(task="segmentation", model="upernet_swin_nano", batch_size=16, jit_compile=False, verbose=0)
+
+
+def cli(*args, timeout=900):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_swin.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def test_digit_scenes_are_deterministic_and_hold_unseen_digits_in_test():
+    from sklearn.datasets import load_digits
+
+    counts = {"train": 40, "validation": 10, "test": 20}
+    first = segmentation_data.digit_scenes(seed=3, counts=counts)
+    second = segmentation_data.digit_scenes(seed=3, counts=counts)
+    np.testing.assert_array_equal(first.train[0], second.train[0])
+    np.testing.assert_array_equal(first.test[1], second.test[1])
+    assert first.train[0].shape == (40, 64, 64, 3) and first.train[0].dtype == np.uint8
+    assert first.test[1].shape == (20, 64, 64) and set(np.unique(first.test[1])) <= set(range(11))
+    assert len(first.class_names) == 11 and first.class_names[0] == "background"
+    # Every scene has at least one digit, and labelled pixels are bright.
+    for images, masks in (first.train, first.test):
+        assert all((m > 0).any() for m in masks)
+        assert images[..., 0][masks > 0].mean() > 100 > images[..., 0][masks == 0].mean()
+    # The 80/20 digit split: the same stratified split as sklearn's, so test digits are unseen.
+    from sklearn.model_selection import train_test_split
+
+    labels = load_digits().target
+    pool, held_out = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=3)
+    assert not set(pool) & set(held_out) and len(held_out) == 360
+
+
+def test_iou_metrics_against_a_hand_computed_confusion_matrix():
+    labels = np.array([[0, 0, 1, 1], [2, 2, 255, 1]])
+    predictions = np.array([[0, 1, 1, 1], [2, 0, 2, 2]])
+    matrix = confusion_matrix(labels, predictions, 3)
+    # true 0: predicted 0, 1; true 1: 1, 1, 2; true 2: 2, 0; the 255 pixel is ignored.
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 2, 1], [1, 0, 1]])
+    metrics = iou_metrics(matrix, ["background", "a", "b"])
+    # IoU = TP / (TP + FP + FN): class 0: 1 / (1 + 1 + 1); class 1: 2 / (2 + 1 + 1); class 2: 1 / (1 + 1 + 1).
+    assert metrics["per_class_iou"] == pytest.approx({"background": 1 / 3, "a": 0.5, "b": 1 / 3})
+    assert metrics["mean_iou"] == pytest.approx((1 / 3 + 0.5 + 1 / 3) / 3)
+    assert metrics["foreground_mean_iou"] == pytest.approx((0.5 + 1 / 3) / 2)
+    assert metrics["pixel_accuracy"] == pytest.approx(4 / 7)
+    # A class in neither labels nor predictions is left out of the mean.
+    absent = iou_metrics(confusion_matrix(labels, predictions, 4), ["background", "a", "b", "c"])
+    assert absent["per_class_iou"]["c"] is None and absent["mean_iou"] == pytest.approx(metrics["mean_iou"])
+    with pytest.raises(ValueError, match="class id 3"):
+        confusion_matrix(np.array([3]), np.array([0]), 3)
+
+
+def test_joint_augmentation_keeps_image_and_mask_aligned():
+    rng = np.random.default_rng(0)
+    masks = rng.integers(0, 3, (8, 32, 32)).astype(np.uint8)
+    images = np.repeat((masks * 100)[..., None], 3, axis=-1).astype(np.uint8)
+    dataset = segmentation_data.make_segmentation_pipeline((images, masks), 4, training=True,
+                                                           augment="flip-scale-crop", seed=1)
+    changed = 0
+    for batch_images, batch_masks in dataset:
+        batch_images, batch_masks = batch_images.numpy(), batch_masks.numpy()
+        assert batch_images.shape == (4, 32, 32, 3) and batch_masks.shape == (4, 32, 32)
+        valid = batch_masks != 255
+        # Nearest-neighbour masks: still class ids; where the image is not blended, it matches.
+        assert set(np.unique(batch_masks[valid])) <= {0, 1, 2}
+        exact = np.isin(batch_images[..., 0], (0, 100, 200)) & valid
+        np.testing.assert_array_equal(batch_images[..., 0][exact], (batch_masks * 100)[exact])
+        changed += int((batch_masks != masks[:4]).any())
+    assert changed
+
+
+def write_segmentation_folder(root, count=6, size=24, classes=3):
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(count):
+        mask = rng.integers(0, classes, (size, size)).astype(np.uint8)
+        mask[0, 0] = 255
+        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        (root / "images" / f"{i}.jpg").write_bytes(tf.io.encode_jpeg(image).numpy())
+        (root / "masks" / f"{i}.png").write_bytes(tf.io.encode_png(mask[..., None]).numpy())
+    (root / "classes.txt").write_text("\n".join(["background", "cat", "dog"][:classes]))
+
+
+def test_folder_source(tmp_path):
+    write_segmentation_folder(tmp_path / "data")
+    splits = segmentation_data.load_segmentation_folder(tmp_path / "data", image_size=32)
+    assert splits.class_names == ["background", "cat", "dog"]
+    assert sum(len(s[0]) for s in (splits.train, splits.validation, splits.test)) == 6
+    assert splits.train[0].shape[1:] == (32, 32, 3) and splits.train[1][0, 0, 0] == 255
+
+
+def test_tfds_source_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        splits = segmentation_data.load_segmentation_tfds("tfds:oxford_iiit_pet", image_size=32)
+    assert splits.class_names == ["pet", "background", "border"]
+    assert splits.train[0].shape[1:] == (32, 32, 3) and splits.test[1].shape[1:] == (32, 32)
+    assert len(splits.train[0]) + len(splits.validation[0]) == 12
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_writes_every_output(tmp_path):
+    """A tiny config, 2 epochs with the auxiliary head, on a folder: every output exists."""
+    write_segmentation_folder(tmp_path / "data", count=20, size=32)
+    out = tmp_path / "out"
+    result = cli("train", "--task", "segmentation", "--data", str(tmp_path / "data"), "--model", "upernet_swin_nano",
+                 "--epochs", "2", "--batch-size", "8", "--auxiliary-head", "--augment", "flip-scale-crop",
+                 "--output", str(out), "--verbose", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test mean IoU" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("mean_iou", "foreground_mean_iou", "pixel_accuracy", "per_class_iou", "train_seconds"):
+        assert key in metrics, key
+    assert 0 <= metrics["mean_iou"] <= 1 and set(metrics["per_class_iou"]) == {"background", "cat", "dog"}
+    for name in ("best.keras", "training_curves.png", "predictions.png", "history.csv",
+                 "upernet_swin_nano.tflite", "serving/upernet_swin_nano/1/saved_model.pb"):
+        assert (out / name).is_file(), name
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "val_logits_mean_iou" in history[0]
+
+
+def test_short_fit_on_digit_scenes_learns_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(segmentation_data, "SCENE_COUNTS", {"train": 64, "validation": 16, "test": 16})
+    config = dict(NANO, data="digit-scenes", image_size=64, epochs=3, export=False, select="val_mean_iou")
+    metrics = train(TrainConfig(**config, output=str(tmp_path)))
+    history = (tmp_path / "history.csv").read_text().splitlines()
+    losses = [float(row.split(",")[history[0].split(",").index("loss")]) for row in history[1:]]
+    assert losses[-1] < losses[0]
+    assert 0 < metrics["pixel_accuracy"] <= 1 and metrics["test_images"] == 16
+    # --resume with nothing left to do keeps the history and the best weights.
+    again = train(TrainConfig(**config, output=str(tmp_path), resume=True))
+    assert again["mean_iou"] == pytest.approx(metrics["mean_iou"])
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "swin_t"], "classification-only model"),
+        (["--data", "nothere"], "not a segmentation source"),
+        (["--augment", "light"], "--augment for --task segmentation"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_a_message(tmp_path, args, message):
+    result = cli("train", "--task", "segmentation", "--output", str(tmp_path), *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+
+
+def _folder_with(tmp_path, change):
+    write_segmentation_folder(tmp_path / "data")
+    change(tmp_path / "data")
+    return cli("train", "--task", "segmentation", "--data", str(tmp_path / "data"), "--model", "upernet_swin_nano",
+               "--epochs", "1", "--output", str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: (d / "masks" / "2.png").write_bytes(tf.io.encode_png(np.full((24, 24, 1), 7, np.uint8)).numpy()),
+         "class id 7"),
+        (lambda d: (d / "masks" / "2.png").write_bytes(tf.io.encode_png(np.zeros((20, 24, 1), np.uint8)).numpy()),
+         "2.png' is 24x20 but its image is 24x24"),
+        (lambda d: (d / "masks" / "3.png").unlink(), "3.jpg' has no matching mask"),
+        (lambda d: (d / "images" / "4.jpg").unlink(), "4.png' has no matching image"),
+        (lambda d: (d / "masks" / "1.png").write_bytes(tf.io.encode_png(np.zeros((24, 24, 3), np.uint8)).numpy()),
+         "has 3 channels; a mask must be a single-channel PNG"),
+    ],
+)
+def test_bad_folders_exit_nonzero_naming_the_file(tmp_path, change, message):
+    result = _folder_with(tmp_path, change)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
