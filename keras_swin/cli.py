@@ -64,6 +64,8 @@ def _train(args):
     fields = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
     config = TrainConfig(**fields)
     metrics = train(config)
+    if metrics.get("role") == "worker":
+        return
     print()
     print(f"model {metrics['model']} ({metrics['parameters']:,} parameters) on {metrics['data']}")
     if config.task == "segmentation":
@@ -101,7 +103,8 @@ def _export(args):
     name = args.name or model.name
     if args.format in ("savedmodel", "all"):
         path = export.to_saved_model(model, os.path.join(args.output, "serving"), name=name,
-                                     version=args.version, class_names=class_names)
+                                     version=args.version, class_names=class_names,
+                                     image_size=args.image_size and (args.image_size, args.image_size))
         print(f"SavedModel: {path}")
     if args.format in ("tflite", "all"):
         representative = None
@@ -109,8 +112,10 @@ def _export(args):
             representative = np.load(args.representative_data)
         suffix = "" if args.quantize == "none" else f"_{args.quantize}"
         path = os.path.join(args.output, f"{name}{suffix}.tflite")
-        size = export.to_tflite(model, path, quantize=args.quantize, representative_data=representative)
-        height, width = export.serving_image_size(model)
+        image_size = args.image_size and (args.image_size, args.image_size)
+        size = export.to_tflite(model, path, quantize=args.quantize, representative_data=representative,
+                                image_size=image_size)
+        height, width = export.serving_image_size(model, image_size)
         check = representative[:8] if representative is not None else (
             np.random.default_rng(0).uniform(0, 255, (4, height, width, 3)).astype("float32"))
         agreement = export.compare_tflite(model, path, check)
@@ -142,7 +147,7 @@ def build_parser():
     convert.add_argument("--no-top", action="store_true", help="drop the classifier head")
     convert.set_defaults(run=_convert)
 
-    from keras_swin.train import MODEL_NAMES, SELECT_OPTIONS, TASK_DEFAULTS, TASKS, TrainConfig
+    from keras_swin.train import MODEL_NAMES, SELECT_OPTIONS, STRATEGIES, TASK_DEFAULTS, TASKS, TrainConfig
     from keras_swin.train_segmentation import SEGMENTER_NAMES
 
     defaults = TrainConfig()
@@ -180,12 +185,14 @@ def build_parser():
     train.add_argument("--mixup", action="store_true")
     train.add_argument("--cutmix", action="store_true")
     train.add_argument("--mixed-precision", default="off", choices=("off", "float16", "bfloat16"))
-    train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=defaults.jit_compile)
+    train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                       help=per_task("jit_compile"))
     train.add_argument(
         "--select", default=defaults.select, choices=SELECT_OPTIONS,
         help="weights kept as best.keras: the final epoch's, or the best validation epoch's",
     )
-    train.add_argument("--strategy", default="auto", choices=("auto", "mirrored"))
+    train.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                       help="mirrored: every local GPU (or CPU); multiworker: MultiWorkerMirroredStrategy from TF_CONFIG")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--output", default=None, help=per_task("output"))
     train.add_argument("--resume", action="store_true")
@@ -202,6 +209,8 @@ def build_parser():
     exporter.add_argument("--version", type=int, default=1)
     exporter.add_argument("--quantize", default="none", choices=("none", "float16", "dynamic", "int8"))
     exporter.add_argument("--representative-data", default=None, help=".npy of images (N, H, W, 3)")
+    exporter.add_argument("--image-size", type=int, default=None,
+                          help="serving and TFLite size of a model built for any size (default 224)")
     exporter.set_defaults(run=_export)
 
     bench = commands.add_parser("benchmark", help="run benchmarks/bench.py")

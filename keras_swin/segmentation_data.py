@@ -41,10 +41,11 @@ def _linear_resize_matrix(in_size, out_size):
 
 
 def _compose_scene(rng, digit_images, digit_labels, size=SCENE_SIZE):
-    """One canvas with 1-4 digits: `(image float in [0, 1], mask uint8)`."""
+    """One canvas with 1-4 digits: `(image float in [0, 1], mask uint8, objects)`, with
+    `objects` a list of `(top, left, bottom, right, digit)`: each digit's labelled extent."""
     canvas = np.zeros((size, size))
     mask = np.zeros((size, size), np.uint8)
-    boxes = []
+    boxes, objects = [], []
     for _ in range(rng.integers(1, 5)):
         index = rng.integers(len(digit_images))
         side = int(rng.integers(12, 29))
@@ -65,12 +66,16 @@ def _compose_scene(rng, digit_images, digit_labels, size=SCENE_SIZE):
         digit = digit / max(digit.max(), 1e-6)
         region = canvas[top : top + side, left : left + side]
         canvas[top : top + side, left : left + side] = np.maximum(region, digit)
-        mask[top : top + side, left : left + side][digit > 0.3] = digit_labels[index] + 1
+        labelled = digit > 0.3
+        mask[top : top + side, left : left + side][labelled] = digit_labels[index] + 1
+        rows, cols = np.nonzero(labelled)
+        objects.append((top + rows.min(), left + cols.min(), top + rows.max() + 1, left + cols.max() + 1,
+                        int(digit_labels[index])))
     noise = rng.normal(0.0, 0.04, canvas.shape)
-    return np.clip(canvas + noise, 0.0, 1.0), mask
+    return np.clip(canvas + noise, 0.0, 1.0), mask, objects
 
 
-def digit_scenes(seed=0, counts=None):
+def digit_scenes(seed=0, counts=None, with_boxes=False):
     """Scenes of scikit-learn's real handwritten digits, in the style of M2NIST.
 
     The 1,797 digits are split first (stratified 80/20 by `seed`), so that test scenes
@@ -80,7 +85,10 @@ def digit_scenes(seed=0, counts=None):
     digit is above 0.3 of its maximum, else 0 (background): 11 classes.
 
     Returns:
-        `SegmentationSplits` with `counts` scenes per split (default 3,000 / 300 / 500).
+        `SegmentationSplits` with `counts` scenes per split (default 3,000 / 300 / 500);
+        with `with_boxes`, also `{split: [objects of each scene]}`, each object
+        `(top, left, bottom, right, digit)` in pixels (the digit's labelled extent), for
+        detection.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -92,7 +100,7 @@ def digit_scenes(seed=0, counts=None):
         np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=seed
     )
     rng = np.random.default_rng(seed)
-    splits = {}
+    splits, boxes = {}, {}
     for name, indices in (("train", pool), ("validation", pool), ("test", held_out)):
         scenes = [_compose_scene(rng, images[indices], labels[indices]) for _ in range(counts[name])]
         pixels = np.stack([s[0] for s in scenes])
@@ -100,8 +108,10 @@ def digit_scenes(seed=0, counts=None):
             np.repeat((pixels * 255).round().astype(np.uint8)[..., None], 3, axis=-1),
             np.stack([s[1] for s in scenes]),
         )
+        boxes[name] = [s[2] for s in scenes]
     names = ["background"] + [str(d) for d in range(10)]
-    return SegmentationSplits(splits["train"], splits["validation"], splits["test"], names)
+    result = SegmentationSplits(splits["train"], splits["validation"], splits["test"], names)
+    return (result, boxes) if with_boxes else result
 
 
 # --------------------------------------------------------------------------- folders

@@ -39,15 +39,17 @@ MODEL_NAMES = tuple(SMALL_CONFIGS) + tuple(MODEL_CONFIGS)
 NO_DECAY_NAMES = ("bias", "gamma", "beta", "relative_position_bias_table")
 SELECT_OPTIONS = ("last", "val_loss", "val_accuracy", "val_mean_iou")
 TASKS = ("classification", "segmentation")
+STRATEGIES = ("auto", "mirrored", "multiworker")
 # The defaults that depend on the task; a field left at None takes them.
 TASK_DEFAULTS = {
     "classification": dict(
         data="digits", model="swin_digits", output="saved_models/swin_digits", augment="light",
-        epochs=60, batch_size=64, learning_rate=2e-3, warmup_epochs=3,
+        epochs=60, batch_size=64, learning_rate=2e-3, warmup_epochs=3, jit_compile=True,
     ),
     "segmentation": dict(
         data="digit-scenes", model="upernet_swin_scenes", output="saved_models/upernet_swin_scenes",
-        augment="none", epochs=30, batch_size=32, learning_rate=2e-3, warmup_epochs=2,
+        # Without XLA: on 64x64 scenes its compilation (about a minute) costs more than it saves.
+        augment="none", epochs=28, batch_size=32, learning_rate=4e-3, warmup_epochs=2, jit_compile=False,
     ),
 }
 
@@ -79,7 +81,7 @@ class TrainConfig:
     mixup: bool = False
     cutmix: bool = False
     mixed_precision: str = "off"
-    jit_compile: bool = True
+    jit_compile: bool = None
     # Which weights become best.keras: "last" (the final epoch, at the end of the cosine
     # schedule), or the epoch with the lowest "val_loss" / highest "val_accuracy".
     select: str = "last"
@@ -129,8 +131,13 @@ def check_config(config):
         )
     if config.select not in SELECT_OPTIONS:
         raise ValueError(f"--select must be one of {list(SELECT_OPTIONS)}; received {config.select!r}.")
-    if config.strategy not in ("auto", "mirrored"):
-        raise ValueError(f"--strategy must be auto or mirrored; received {config.strategy!r}.")
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {list(STRATEGIES)}; received {config.strategy!r}.")
+    if config.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
+        raise ValueError(
+            "--strategy multiworker needs TF_CONFIG, e.g. '{\"cluster\": {\"worker\": [\"host1:12345\", "
+            "\"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}'; it is not set."
+        )
     if config.epochs < 1 or config.batch_size < 1:
         raise ValueError(
             f"--epochs and --batch-size must be >= 1; received {config.epochs} and {config.batch_size}."
@@ -259,12 +266,34 @@ def _set_backbone_trainable(model, trainable):
 
 
 def strategy_for(config):
-    """The `tf.distribute` strategy that `config.strategy` names."""
+    """The `tf.distribute` strategy that `config.strategy` names (TensorFlow backend; on
+    JAX and PyTorch only "auto", which places the model on the default device)."""
+    if config.strategy != "auto" and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"--strategy {config.strategy} needs the TensorFlow backend; KERAS_BACKEND is "
+            f"{keras.backend.backend()!r} (use --strategy auto)."
+        )
     if config.strategy == "mirrored":
         # All GPUs when there are any, else every logical CPU device.
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if config.strategy == "multiworker":
+        # Reads TF_CONFIG; it must exist before any other TensorFlow op runs (`train` makes
+        # it first).
+        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """True unless this process is a non-chief worker of a multi-worker cluster (the chief
+    is the "chief" task, or worker 0 when there is none)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def _plot_curves(history, path):
@@ -310,7 +339,7 @@ def _plot_confusion(matrix, class_names, path):
 def _evaluate(model, dataset, num_classes):
     labels, predictions = [], []
     for images, one_hot in dataset:
-        predictions.append(np.argmax(model.predict_on_batch(images), axis=-1))
+        predictions.append(np.argmax(model.predict_on_batch(images.numpy()), axis=-1))
         labels.append(np.argmax(one_hot.numpy(), axis=-1))
     labels, predictions = np.concatenate(labels), np.concatenate(predictions)
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -330,6 +359,31 @@ def history_from_csv(path):
                 if key != "epoch":
                     history.setdefault(key, []).append(float(value))
     return history
+
+
+def export_outputs(model, best_path, output, name, version, image_size=None, class_names=None):
+    """Writes the SavedModel (`serving/<name>/<version>/`) and `<name>.tflite` of a trained
+    model; returns the TFLite size in bytes. Export is a TensorFlow step: on another
+    backend it runs `keras-swin export` on `best_path` in a TensorFlow-backend subprocess."""
+    tflite_path = os.path.join(output, f"{name}.tflite")
+    if keras.backend.backend() == "tensorflow":
+        from keras_swin import export
+
+        export.to_saved_model(model, os.path.join(output, "serving"), name=name, version=version,
+                              class_names=class_names, image_size=image_size)
+        return export.to_tflite(model, tflite_path, image_size=image_size)
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "keras_swin.cli", "export", best_path, "--format", "all",
+               "--output", output, "--name", name, "--version", str(version)]
+    if image_size:
+        command += ["--image-size", str(image_size[0])]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise OSError(f"Export (TensorFlow backend, in a subprocess) failed: {result.stderr[-2000:]}")
+    return os.path.getsize(tflite_path)
 
 
 def fit_with_recipe(model, config, train_ds, validation_ds, monitor=None, before_fit=None):
@@ -388,6 +442,7 @@ def train(config):
     """Trains, evaluates and exports a Swin classifier (or, with `task="segmentation"`, a
     segmenter: see `keras_swin.train_segmentation`). Returns the metrics dict."""
     check_config(config)
+    strategy = strategy_for(config)  # first: a multi-worker strategy must precede every other TF op
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision != "off":
         keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
@@ -395,14 +450,36 @@ def train(config):
         if config.task == "segmentation":
             from keras_swin.train_segmentation import train_segmentation
 
-            return train_segmentation(config)
-        return _train_classifier(config)
+            return train_segmentation(config, strategy)
+        return _train_classifier(config, strategy)
     finally:
         if config.mixed_precision != "off":
             keras.mixed_precision.set_global_policy("float32")
 
 
-def _train_classifier(config):
+def worker_output(config, strategy):
+    """`config` itself on the chief; on another worker of a multi-worker cluster, a copy
+    whose output is a fresh temporary folder, so that only the chief writes `--output`."""
+    if is_chief(strategy):
+        return config
+    import tempfile
+
+    task_id = strategy.cluster_resolver.task_id
+    return dataclasses.replace(config, output=tempfile.mkdtemp(prefix=f"keras_swin_worker{task_id}_"))
+
+
+def finish_worker(model, config):
+    """A non-chief worker saves its final weights in its temporary folder (they equal the
+    chief's: the strategy keeps the replicas in step) and reports the path."""
+    path = os.path.join(config.output, "final.weights.h5")
+    model.save_weights(path)
+    print(f"keras_swin non-chief worker: final weights in {path}")
+    return {"role": "worker", "weights": path, "output": config.output}
+
+
+def _train_classifier(config, strategy):
+    chief = is_chief(strategy)
+    config = worker_output(config, strategy)
     output = os.path.abspath(config.output)
     size = image_size_of(config)
     splits = data_lib.load_data(config.data, size, config.data_dir, config.seed)
@@ -416,7 +493,7 @@ def _train_classifier(config):
     test_ds = data_lib.make_pipeline(splits.test, num_classes, config.batch_size)
     steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1).numpy())
 
-    with strategy_for(config).scope():
+    with strategy.scope():
         model = create_model(config, num_classes)
         if config.freeze_backbone_epochs:
             _set_backbone_trainable(model, False)
@@ -429,6 +506,8 @@ def _train_classifier(config):
     train_seconds, best_path, history_path = fit_with_recipe(
         model, config, train_ds, validation_ds, before_fit=unfreeze
     )
+    if not chief:
+        return finish_worker(model, config)
 
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     best.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
@@ -453,12 +532,12 @@ def _train_classifier(config):
     _plot_curves(history_from_csv(history_path), os.path.join(output, "training_curves.png"))
     _plot_confusion(matrix, splits.class_names, os.path.join(output, "confusion_matrix.png"))
 
+    metrics_path = os.path.join(output, "metrics.json")
+    with open(metrics_path, "w") as f:
+        json.dump(metrics, f, indent=2)  # the exporter reads the class names from here
     if config.export:
-        from keras_swin import export
-
-        export.to_saved_model(best, os.path.join(output, "serving"), name=config.model,
-                              version=config.version, class_names=splits.class_names)
-        metrics["tflite_bytes"] = export.to_tflite(best, os.path.join(output, f"{config.model}.tflite"))
-    with open(os.path.join(output, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+        metrics["tflite_bytes"] = export_outputs(best, best_path, output, config.model, config.version,
+                                                 class_names=splits.class_names)
+        with open(metrics_path, "w") as f:
+            json.dump(metrics, f, indent=2)
     return metrics
