@@ -32,6 +32,9 @@ TFLITE_VARIANTS = ("none", "float16", "dynamic", "int8")
 TRAIN_EPOCH_START, TRAIN_EPOCH_END = "<!-- train_epoch -->", "<!-- /train_epoch -->"
 # RESULTS.md section written by `bench.py --extra` (UPerNet and Swin V2), which the full run keeps.
 EXTRA_START, EXTRA_END = "<!-- extra -->", "<!-- /extra -->"
+# RESULTS.md section written by `bench.py --jax`, which the full run keeps.
+JAX_START, JAX_END = "<!-- jax -->", "<!-- /jax -->"
+JAX_ROWS = ("keras predict fp32 b16", "keras predict fp32 b1", "keras fit fp32 b16")
 # (name, model, image side, batch) of the --extra rows.
 EXTRA_ROWS = (
     ("UPerNet-SwinT", "upernet_swin_t", 512, 1),
@@ -381,6 +384,36 @@ def train_epoch_section(text):
     return marked_section(text, TRAIN_EPOCH_START, TRAIN_EPOCH_END)
 
 
+def jax_section(machine, results, rounds):
+    """The JAX-on-CPU rows: keras_swin on the JAX backend against the same PyTorch rows."""
+    lines = [
+        JAX_START,
+        "## JAX backend on CPU (SwinT 224², fp32)",
+        "",
+        f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench.py --jax --rounds {rounds}` "
+        f"on {machine}; {versions()}. The same rows as above with `KERAS_BACKEND=jax` (XLA-compiled",
+        "`predict` and `fit`), against PyTorch eager in the same run.",
+        "",
+        "| measurement | keras_swin on JAX (img/s) | PyTorch (img/s) | ratio |",
+        "|---|---|---|---|",
+    ]
+    for ours in JAX_ROWS:
+        kind, precision, batch = ours.split()[1:]
+        theirs = f"torch fit {precision} {batch}" if kind == "fit" else f"torch eager {precision} {batch}"
+        lines.append(f"| {kind} {precision} batch {batch[1:]} | {results[ours]['images_per_second']:.2f} | "
+                     f"{results[theirs]['images_per_second']:.2f} | {_ratio(results, ours, theirs):.2f}x |")
+    return "\n".join(lines + ["", JAX_END])
+
+
+def write_section(path, section, start, end):
+    """Replaces (or appends) a marked section of RESULTS.md."""
+    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    previous = marked_section(old, start, end)
+    text = old.replace(previous, section) if previous else old.rstrip("\n") + "\n\n" + section + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def extra_tasks(iterations):
     tasks = {}
     for _, model, size, batch in EXTRA_ROWS:
@@ -492,7 +525,8 @@ def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
         lines.append(f"| {size} | {cells[0]} | {cells[1]} |")
     lines += ["", "![scaling](scaling.png)", ""]
     old = open(path).read() if os.path.exists(path) else ""
-    for kept in (train_epoch_section(old), marked_section(old, EXTRA_START, EXTRA_END)):
+    for kept in (train_epoch_section(old), marked_section(old, EXTRA_START, EXTRA_END),
+                 marked_section(old, JAX_START, JAX_END)):
         if kept:
             lines += [kept, ""]
     with open(path, "w") as f:
@@ -507,6 +541,8 @@ def main(argv=None):
     parser.add_argument("--precisions", default="fp32,bf16",
                         help="comma-separated fp32, bf16, fp16 (fp16: for a GPU run)")
     parser.add_argument("--quick", action="store_true", help="SwinT 224 batch-16 predict fp32 only")
+    parser.add_argument("--jax", action="store_true",
+                        help="keras_swin on the JAX backend: predict b16/b1 and fit b16, fp32, against PyTorch")
     parser.add_argument("--extra", action="store_true",
                         help="UPerNet-SwinT 512 (batch 1, 4) and SwinV2T 256 (batch 16) predict fp32 against Hugging Face")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round, nothing written")
@@ -539,11 +575,18 @@ def main(argv=None):
         section = extra_section(machine, results, args.rounds)
         print(section)
         if not args.no_write:
-            old = open(args.output).read() if os.path.exists(args.output) else "# Benchmark results\n"
-            previous = marked_section(old, EXTRA_START, EXTRA_END)
-            text = old.replace(previous, section) if previous else old.rstrip("\n") + "\n\n" + section + "\n"
-            with open(args.output, "w") as f:
-                f.write(text)
+            write_section(args.output, section, EXTRA_START, EXTRA_END)
+            print(f"wrote {args.output}")
+        return results
+    if args.jax:
+        os.environ["KERAS_BACKEND"] = "jax"  # for the keras workers; PyTorch is unaffected
+        tasks = {name: task for name, task in headline_tasks(args.iterations, ("fp32",)).items()
+                 if name in JAX_ROWS or name.startswith("torch")}
+        results = measure_alternating(tasks, args.rounds)
+        section = jax_section(machine, results, args.rounds)
+        print(section)
+        if not args.no_write:
+            write_section(args.output, section, JAX_START, JAX_END)
             print(f"wrote {args.output}")
         return results
     if args.quick:

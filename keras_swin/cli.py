@@ -64,8 +64,6 @@ def _train(args):
     fields = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
     config = TrainConfig(**fields)
     metrics = train(config)
-    if metrics.get("role") == "worker":
-        return
     print()
     print(f"model {metrics['model']} ({metrics['parameters']:,} parameters) on {metrics['data']}")
     if config.task == "segmentation":
@@ -192,7 +190,7 @@ def build_parser():
         help="weights kept as best.keras: the final epoch's, or the best validation epoch's",
     )
     train.add_argument("--strategy", default="auto", choices=STRATEGIES,
-                       help="mirrored: every local GPU (or CPU); multiworker: MultiWorkerMirroredStrategy from TF_CONFIG")
+                       help="mirrored: every local GPU (or CPU) through tf.distribute.MirroredStrategy")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--output", default=None, help=per_task("output"))
     train.add_argument("--resume", action="store_true")

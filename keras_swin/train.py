@@ -39,7 +39,7 @@ MODEL_NAMES = tuple(SMALL_CONFIGS) + tuple(MODEL_CONFIGS)
 NO_DECAY_NAMES = ("bias", "gamma", "beta", "relative_position_bias_table")
 SELECT_OPTIONS = ("last", "val_loss", "val_accuracy", "val_mean_iou")
 TASKS = ("classification", "segmentation")
-STRATEGIES = ("auto", "mirrored", "multiworker")
+STRATEGIES = ("auto", "mirrored")
 # The defaults that depend on the task; a field left at None takes them.
 TASK_DEFAULTS = {
     "classification": dict(
@@ -133,11 +133,6 @@ def check_config(config):
         raise ValueError(f"--select must be one of {list(SELECT_OPTIONS)}; received {config.select!r}.")
     if config.strategy not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {list(STRATEGIES)}; received {config.strategy!r}.")
-    if config.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
-        raise ValueError(
-            "--strategy multiworker needs TF_CONFIG, e.g. '{\"cluster\": {\"worker\": [\"host1:12345\", "
-            "\"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}'; it is not set."
-        )
     if config.epochs < 1 or config.batch_size < 1:
         raise ValueError(
             f"--epochs and --batch-size must be >= 1; received {config.epochs} and {config.batch_size}."
@@ -277,23 +272,7 @@ def strategy_for(config):
         # All GPUs when there are any, else every logical CPU device.
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
-    if config.strategy == "multiworker":
-        # Reads TF_CONFIG; it must exist before any other TensorFlow op runs (`train` makes
-        # it first).
-        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def is_chief(strategy):
-    """True unless this process is a non-chief worker of a multi-worker cluster (the chief
-    is the "chief" task, or worker 0 when there is none)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def _plot_curves(history, path):
@@ -442,7 +421,7 @@ def train(config):
     """Trains, evaluates and exports a Swin classifier (or, with `task="segmentation"`, a
     segmenter: see `keras_swin.train_segmentation`). Returns the metrics dict."""
     check_config(config)
-    strategy = strategy_for(config)  # first: a multi-worker strategy must precede every other TF op
+    strategy = strategy_for(config)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision != "off":
         keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
@@ -457,29 +436,7 @@ def train(config):
             keras.mixed_precision.set_global_policy("float32")
 
 
-def worker_output(config, strategy):
-    """`config` itself on the chief; on another worker of a multi-worker cluster, a copy
-    whose output is a fresh temporary folder, so that only the chief writes `--output`."""
-    if is_chief(strategy):
-        return config
-    import tempfile
-
-    task_id = strategy.cluster_resolver.task_id
-    return dataclasses.replace(config, output=tempfile.mkdtemp(prefix=f"keras_swin_worker{task_id}_"))
-
-
-def finish_worker(model, config):
-    """A non-chief worker saves its final weights in its temporary folder (they equal the
-    chief's: the strategy keeps the replicas in step) and reports the path."""
-    path = os.path.join(config.output, "final.weights.h5")
-    model.save_weights(path)
-    print(f"keras_swin non-chief worker: final weights in {path}")
-    return {"role": "worker", "weights": path, "output": config.output}
-
-
 def _train_classifier(config, strategy):
-    chief = is_chief(strategy)
-    config = worker_output(config, strategy)
     output = os.path.abspath(config.output)
     size = image_size_of(config)
     splits = data_lib.load_data(config.data, size, config.data_dir, config.seed)
@@ -506,8 +463,6 @@ def _train_classifier(config, strategy):
     train_seconds, best_path, history_path = fit_with_recipe(
         model, config, train_ds, validation_ds, before_fit=unfreeze
     )
-    if not chief:
-        return finish_worker(model, config)
 
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     best.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])

@@ -216,8 +216,6 @@ def train_segmentation(config, strategy=None):
     from keras_swin import train as recipe
 
     strategy = strategy or recipe.strategy_for(config)
-    chief = recipe.is_chief(strategy)
-    config = recipe.worker_output(config, strategy)
     size = segmenter_image_size(config)
     splits = segmentation_data.load_segmentation_data(config.data, size, config.data_dir, config.seed)
     num_classes = len(splits.class_names)
@@ -241,8 +239,6 @@ def train_segmentation(config, strategy=None):
     train_seconds, best_path, history_path = recipe.fit_with_recipe(
         model, config, train_ds, validation_ds, monitor=monitor
     )
-    if not chief:
-        return recipe.finish_worker(model, config)
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     test_images, test_masks = splits.test
     predictions = predict_masks(best, test_images)

@@ -90,7 +90,7 @@ def test_deeplab_v3_on_a_swin_backbone_fits_predicts_and_reloads(tmp_path):
     segmenter = keras_hub.models.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=3)
     segmenter.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     images, _ = boxes_batch(4, seed=2)
-    masks = (images[..., 0] > 100).astype("int32")
+    masks = (images[..., 0] > 100).astype("int32")[..., None]  # keras-hub wants (B, H, W, 1)
     history = segmenter.fit(images, masks, batch_size=2, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     logits = segmenter.predict(images[:2], verbose=0)

@@ -149,7 +149,8 @@ class WindowAttentionV2(keras.layers.Layer):
         channels = x.shape[-1]
         qkv = self.qkv(ops.reshape(x, (-1, channels)))
         if self.qkv_bias:
-            bias = ops.concatenate([self.q_bias, ops.zeros_like(self.q_bias), self.v_bias])
+            q_bias, v_bias = ops.convert_to_tensor(self.q_bias), ops.convert_to_tensor(self.v_bias)
+            bias = ops.concatenate([q_bias, ops.zeros_like(q_bias), v_bias])
             qkv = qkv + ops.cast(bias, qkv.dtype)
         qkv = ops.reshape(qkv, (-1, tokens, 3, self.num_heads, self.head_dim))
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
