@@ -28,9 +28,8 @@ print("logits", logits.shape, "mask", masks.shape, "classes in the first mask:",
 print("another size:", model.predict(images[:, :97, :131], verbose=0).shape)
 
 # Deployment: a TF Serving SavedModel (`serving_default` returns `logits` and an int32
-# `class_map`; `serving_bytes` takes encoded images) and a builtins-only TFLite file.
+# `class_map`; `serving_bytes` takes encoded images). For a builtins-only TFLite file:
+# export.to_tflite(model, "upernet.tflite", image_size=(512, 512)).
 with tempfile.TemporaryDirectory() as directory:
     saved = export.to_saved_model(model, os.path.join(directory, "serving"), name="upernet", image_size=(512, 512))
     print("SavedModel:", os.path.relpath(saved, directory))
-    size = export.to_tflite(model, os.path.join(directory, "upernet.tflite"), image_size=(256, 256))
-    print(f"TFLite: {size / 1e6:.0f} MB")
