@@ -8,7 +8,7 @@ import pytest
 
 from harness import REPO_ROOT
 
-EXAMPLES = ["backbone_features.py", "classifier.py", "swin_t_summary.py", "segmentation.py"]
+EXAMPLES = ["backbone_features.py", "classifier.py", "swin_t_summary.py", "segmentation.py", "detection_retinanet.py"]
 
 
 @pytest.mark.slow
