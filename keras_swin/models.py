@@ -59,15 +59,20 @@ def build_model(
     always_partition=False,
     name=None,
     dtype=None,
+    model_class=SwinTransformer,
+    **version_kwargs,
 ):
-    """Builds the named variant ("swin_t", "swin_s", "swin_b" or "swin_l"); see `SwinT`."""
+    """Builds the named variant ("swin_t", "swin_s", "swin_b" or "swin_l"); see `SwinT`.
+    `model_class` and `version_kwargs` build the same configuration with another model
+    (Swin V2: `SwinTransformerV2` and its `pretrained_window_sizes`)."""
     if variant not in MODEL_CONFIGS:
         raise ValueError(f"Unknown model '{variant}'; expected one of {sorted(MODEL_CONFIGS)}.")
     config = dict(MODEL_CONFIGS[variant])
     if drop_path_rate is not None:
         config["drop_path_rate"] = drop_path_rate
-    return SwinTransformer(
+    return model_class(
         **config,
+        **version_kwargs,
         window_size=window_size,
         include_top=include_top,
         pooling=pooling,

@@ -4,7 +4,7 @@ import keras
 
 from keras_swin.backbone import SwinTransformer
 from keras_swin.layers import PatchMergingV2, SwinBlockV2
-from keras_swin.models import MODEL_CONFIGS
+from keras_swin.models import MODEL_CONFIGS, build_model
 from keras_swin.weights import KERAS_SUFFIXES, SAFETENSORS_SUFFIX, TORCH_SUFFIXES
 
 WEIGHTS_SUFFIXES = KERAS_SUFFIXES + TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)
@@ -111,7 +111,6 @@ def build_model_v2(
         raise ValueError(
             f"Unknown model '{variant}'; expected one of {sorted('swinv2_' + v[5:] for v in MODEL_CONFIGS)}."
         )
-    config = dict(MODEL_CONFIGS[base])
     if isinstance(weights, str) and not weights.endswith(WEIGHTS_SUFFIXES):
         # A preset carries its window and pretrained windows; explicit arguments win.
         from keras_swin.presets import v2_preset
@@ -120,26 +119,25 @@ def build_model_v2(
         window_size = window_size or preset_window
         if pretrained_window_sizes is None:
             pretrained_window_sizes = preset_pretrained
-    window_size = window_size or 8
-    if drop_path_rate is not None:
-        config["drop_path_rate"] = drop_path_rate
-    return SwinTransformerV2(
-        **config,
-        window_size=window_size,
-        pretrained_window_sizes=pretrained_window_sizes,
+    return build_model(
+        base,
         include_top=include_top,
+        weights=weights,
+        input_shape=input_shape,
+        input_tensor=input_tensor,
         pooling=pooling,
         classes=classes,
         classifier_activation=classifier_activation,
         include_preprocessing=include_preprocessing,
+        window_size=window_size or 8,
+        drop_path_rate=drop_path_rate,
         pyramid_norm=pyramid_norm,
         include_final_norm=include_final_norm,
         always_partition=always_partition,
-        input_shape=input_shape,
-        input_tensor=input_tensor,
-        weights=weights,
         name=name or variant,
         dtype=dtype,
+        model_class=SwinTransformerV2,
+        pretrained_window_sizes=pretrained_window_sizes,
     )
 
 

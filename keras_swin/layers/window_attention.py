@@ -18,6 +18,30 @@ def _pair(value, name):
     return value
 
 
+def attend(layer, logits, value, attention_mask, training):
+    """The end of a window attention layer (V1 or V2): adds the window mask to the float32
+    logits `(B * windows, heads, N, N)`, applies the softmax to `value`
+    `(B * windows, heads, N, head_dim)`, then `layer`'s dropouts and output projection.
+
+    Returns:
+        `(B * windows, N, C)`.
+    """
+    tokens = ops.shape(logits)[-1]
+    channels = layer.num_heads * value.shape[-1]
+    if attention_mask is not None:
+        num_windows = ops.shape(attention_mask)[0]
+        logits = ops.reshape(logits, (-1, num_windows, layer.num_heads, tokens, tokens))
+        logits = logits + ops.cast(attention_mask, "float32")[None, :, None]
+        logits = ops.reshape(logits, (-1, layer.num_heads, tokens, tokens))
+    weights = ops.cast(ops.softmax(logits, axis=-1), layer.compute_dtype)
+    weights = layer.attention_dropout(weights, training=training)
+
+    out = ops.matmul(weights, value)
+    out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, channels))
+    out = layer.projection_dropout(layer.projection(out), training=training)
+    return ops.reshape(out, (-1, tokens, channels))
+
+
 @keras.saving.register_keras_serializable(package="keras_swin")
 class WindowAttention(keras.layers.Layer):
     """Window multi-head self-attention with a relative position bias (Swin, eq. 4).
@@ -134,18 +158,7 @@ class WindowAttention(keras.layers.Layer):
         query = query * ops.cast(self.scale, query.dtype)
         logits = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
         logits = ops.cast(logits, "float32") + self.relative_position_bias(window_h, window_w)
-        if attention_mask is not None:
-            num_windows = ops.shape(attention_mask)[0]
-            logits = ops.reshape(logits, (-1, num_windows, self.num_heads, tokens, tokens))
-            logits = logits + ops.cast(attention_mask, "float32")[None, :, None]
-            logits = ops.reshape(logits, (-1, self.num_heads, tokens, tokens))
-        weights = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
-        weights = self.attention_dropout(weights, training=training)
-
-        out = ops.matmul(weights, value)
-        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, channels))
-        out = self.projection_dropout(self.projection(out), training=training)
-        return ops.reshape(out, (-1, tokens, channels))
+        return attend(self, logits, value, attention_mask, training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_swin import ops as swin_ops
 from keras_swin.layers.initializers import dense_kernel_initializer
-from keras_swin.layers.window_attention import _pair
+from keras_swin.layers.window_attention import _pair, attend
 
 # The temperature exp(logit_scale) is clamped at 100, as in the reference code.
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -165,18 +165,7 @@ class WindowAttentionV2(keras.layers.Layer):
         logits = ops.matmul(normalise(query), ops.transpose(normalise(key), (0, 1, 3, 2)))
         scale = ops.exp(ops.minimum(ops.cast(self.logit_scale, "float32"), MAX_LOGIT_SCALE))
         logits = logits * scale + self.relative_position_bias(window_h, window_w)
-        if attention_mask is not None:
-            num_windows = ops.shape(attention_mask)[0]
-            logits = ops.reshape(logits, (-1, num_windows, self.num_heads, tokens, tokens))
-            logits = logits + ops.cast(attention_mask, "float32")[None, :, None]
-            logits = ops.reshape(logits, (-1, self.num_heads, tokens, tokens))
-        weights = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
-        weights = self.attention_dropout(weights, training=training)
-
-        out = ops.matmul(weights, value)
-        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, channels))
-        out = self.projection_dropout(self.projection(out), training=training)
-        return ops.reshape(out, (-1, tokens, channels))
+        return attend(self, logits, value, attention_mask, training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
