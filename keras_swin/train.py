@@ -365,14 +365,14 @@ def export_outputs(model, best_path, output, name, version, image_size=None, cla
     return os.path.getsize(tflite_path)
 
 
-def fit_with_recipe(model, config, train_ds, validation_ds, monitor=None, before_fit=None):
+def fit_with_recipe(model, config, train_ds, validation_ds, monitor=None, unfreeze=None):
     """Fits a compiled `model` for `config.epochs` with the outputs every task shares:
     `backup/` (BackupAndRestore: `--resume` loses at most the epoch in progress),
     `checkpoints/last.keras`, `history.csv`, TensorBoard `logs/`, and `best.keras` (the
     final weights, or the best epoch of `monitor` for `--select val_*`).
 
-    `before_fit(model, phase)` may recompile between phases (phase 1 with a frozen
-    backbone, for `freeze_backbone_epochs`).
+    With `freeze_backbone_epochs`, the first epochs run as compiled, then
+    `unfreeze(model)` makes the backbone trainable and recompiles, and training goes on.
 
     Returns:
         `(train_seconds, best_path, history_path)`.
@@ -384,10 +384,11 @@ def fit_with_recipe(model, config, train_ds, validation_ds, monitor=None, before
         shutil.rmtree(backup_dir)
     best_path = os.path.join(output, "best.keras")
     history_path = os.path.join(output, "history.csv")
+    csv_logger = keras.callbacks.CSVLogger(history_path, append=config.resume)
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
-        keras.callbacks.CSVLogger(history_path, append=config.resume),
+        csv_logger,
         keras.callbacks.TensorBoard(os.path.join(output, "logs")),
     ]
     if config.select != "last":
@@ -408,7 +409,8 @@ def fit_with_recipe(model, config, train_ds, validation_ds, monitor=None, before
     if phase_one:
         model.fit(train_ds, validation_data=validation_ds, epochs=phase_one,
                   callbacks=callbacks, verbose=config.verbose, shuffle=False)
-        before_fit(model, 2)
+        unfreeze(model)
+        csv_logger.append = True  # the second fit adds its epochs to the first one's
     model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs, initial_epoch=phase_one,
               callbacks=callbacks, verbose=config.verbose, shuffle=False)
     train_seconds = time.perf_counter() - start
@@ -456,12 +458,12 @@ def _train_classifier(config, strategy):
             _set_backbone_trainable(model, False)
         compile_model(model, config, steps_per_epoch)
 
-    def unfreeze(model, phase):
+    def unfreeze(model):
         _set_backbone_trainable(model, True)
         compile_model(model, config, steps_per_epoch)
 
     train_seconds, best_path, history_path = fit_with_recipe(
-        model, config, train_ds, validation_ds, before_fit=unfreeze
+        model, config, train_ds, validation_ds, unfreeze=unfreeze
     )
 
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)

@@ -244,3 +244,19 @@ def test_bad_input_exits_nonzero_with_a_message(tmp_path, args, message):
     result = cli("train", "--model", "swin_nano", "--epochs", "1", *args)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-2000:]
+
+
+def test_frozen_backbone_phase_then_the_whole_model(tmp_path):
+    """--freeze-backbone-epochs: the backbone keeps its loaded weights for the first
+    epochs, then everything trains."""
+    pretrained = create_model(TrainConfig(**NANO), num_classes=10)
+    pretrained.save_weights(tmp_path / "nano.weights.h5")
+    config = TrainConfig(**dict(NANO, epochs=2), weights=str(tmp_path / "nano.weights.h5"),
+                         freeze_backbone_epochs=1, output=str(tmp_path / "out"))
+    train(config)
+    history = (tmp_path / "out" / "history.csv").read_text().splitlines()
+    assert len(history) == 3
+    trained = keras.saving.load_model(tmp_path / "out" / "best.keras", safe_mode=True, compile=False)
+    embedding = trained.get_layer("patch_embedding").projection.kernel
+    assert np.any(keras.ops.convert_to_numpy(embedding)
+                  != keras.ops.convert_to_numpy(pretrained.get_layer("patch_embedding").projection.kernel))
