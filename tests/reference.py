@@ -64,6 +64,19 @@ def hf_outputs(model, images_nhwc):
     return logits, pyramid
 
 
+def assert_parity(keras_model, hf, images, atol=1e-4):
+    """A keras_swin classifier against its HF reference: logits and every pyramid level."""
+    import keras
+
+    logits, pyramid = hf_outputs(hf, images)
+    extractor = keras.Model(keras_model.input, [keras_model.output, keras_model.pyramid_outputs])
+    out, features = extractor(images)
+    np.testing.assert_allclose(out, logits, atol=atol)
+    assert sorted(features) == sorted(pyramid)
+    for level in pyramid:
+        np.testing.assert_allclose(features[level], pyramid[level], atol=atol, err_msg=level)
+
+
 def keras_from_hf(model, input_shape=(None, None, 3), **kwargs):
     """The keras_swin model with the HF model's weights, taking normalised images."""
     config = model.config

@@ -12,17 +12,7 @@ from checkpoints import official_state_dict, official_v2_state_dict, timm_v2_sta
 from harness import LayerChecks, random_inputs, run_python
 from keras_swin import ops as swin_ops
 from keras_swin.weights import WeightsMismatchError, load_weights
-from reference import hf_outputs, hf_reference, hf_state_dict, hf_v2_reference, keras_v2_from_hf
-
-
-def _assert_parity(keras_model, hf, images, atol=1e-4):
-    logits, pyramid = hf_outputs(hf, images)
-    extractor = keras.Model(keras_model.input, [keras_model.output, keras_model.pyramid_outputs])
-    out, features = extractor(images)
-    np.testing.assert_allclose(out, logits, atol=atol)
-    assert sorted(features) == sorted(pyramid)
-    for level in pyramid:
-        np.testing.assert_allclose(features[level], pyramid[level], atol=atol, err_msg=level)
+from reference import assert_parity, hf_outputs, hf_reference, hf_state_dict, hf_v2_reference, keras_v2_from_hf
 
 
 def _keras_like(hf, **kwargs):
@@ -69,13 +59,13 @@ def test_huggingface_parity_small(small_v2, size):
     """(128, 128): stage 4's map is 4x4 < window 8, so the window shrinks to 4 at run time
     (HF decides it from image_size, so that size gets its own reference)."""
     hf = small_v2 if size != (128, 128) else hf_v2_reference(image_size=128)
-    _assert_parity(keras_v2_from_hf(hf), hf, random_inputs((1,) + size + (3,)))
+    assert_parity(keras_v2_from_hf(hf), hf, random_inputs((1,) + size + (3,)))
 
 
 def test_huggingface_parity_with_pretrained_windows():
     """Window 16 with pretrained windows (12, 12, 12, 6), as the 192to256 fine-tunes."""
     hf = hf_v2_reference(window_size=16, pretrained_window_sizes=(12, 12, 12, 6))
-    _assert_parity(keras_v2_from_hf(hf), hf, random_inputs((1, 256, 256, 3)))
+    assert_parity(keras_v2_from_hf(hf), hf, random_inputs((1, 256, 256, 3)))
 
 
 @pytest.mark.slow
@@ -84,7 +74,7 @@ def test_huggingface_parity_swin_v2_t(size):
     hf = hf_v2_reference(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), num_labels=1000)
     model = keras_v2_from_hf(hf)
     assert model.count_params() == 28_347_154
-    _assert_parity(model, hf, random_inputs((1,) + size + (3,)))
+    assert_parity(model, hf, random_inputs((1,) + size + (3,)))
 
 
 def test_official_and_timm_layouts_load_equal(small_v2, tmp_path):
@@ -98,7 +88,7 @@ def test_official_and_timm_layouts_load_equal(small_v2, tmp_path):
     assert load_weights(from_pth, pth) == "official"
     assert load_weights(from_timm, timm) == "timm"
     np.testing.assert_array_equal(from_pth(images), from_timm(images))
-    _assert_parity(from_pth, small_v2, images)
+    assert_parity(from_pth, small_v2, images)
 
 
 def test_window_mismatch_names_both_values(tmp_path):

@@ -20,7 +20,7 @@ from keras_swin.weights import (
     load_weights,
     resize_bias_table,
 )
-from reference import hf_outputs, hf_reference, hf_state_dict, keras_from_hf
+from reference import assert_parity, hf_outputs, hf_reference, hf_state_dict, keras_from_hf
 
 SMALL = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4)
 
@@ -33,16 +33,6 @@ def _keras_like(hf, **kwargs):
         classes=kwargs.pop("classes", config.num_labels), classifier_activation=None,
         include_preprocessing=False, **kwargs,
     )
-
-
-def _assert_parity(keras_model, hf, images, atol=1e-4):
-    logits, pyramid = hf_outputs(hf, images)
-    extractor = keras.Model(keras_model.input, [keras_model.output, keras_model.pyramid_outputs])
-    out, features = extractor(images)
-    np.testing.assert_allclose(out, logits, atol=atol)
-    assert sorted(features) == sorted(pyramid)
-    for level in pyramid:
-        np.testing.assert_allclose(features[level], pyramid[level], atol=atol, err_msg=level)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +54,7 @@ def test_layouts_are_detected(small_hf):
 @pytest.mark.parametrize("size", [(224, 224), (96, 160), (61, 83)])
 def test_huggingface_parity_small(small_hf, size):
     images = random_inputs((2,) + size + (3,))
-    _assert_parity(keras_from_hf(small_hf), small_hf, images)
+    assert_parity(keras_from_hf(small_hf), small_hf, images)
 
 
 @pytest.mark.slow
@@ -73,13 +63,13 @@ def test_huggingface_parity_full_swin_t(size):
     hf = hf_reference(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, num_labels=1000)
     model = keras_from_hf(hf)
     assert model.count_params() == 28_288_354
-    _assert_parity(model, hf, random_inputs((1,) + size + (3,)))
+    assert_parity(model, hf, random_inputs((1,) + size + (3,)))
 
 
 @pytest.mark.slow
 def test_huggingface_parity_window_12_at_384():
     hf = hf_reference(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=12)
-    _assert_parity(keras_from_hf(hf), hf, random_inputs((1, 384, 384, 3)))
+    assert_parity(keras_from_hf(hf), hf, random_inputs((1, 384, 384, 3)))
 
 
 def test_official_pth_and_timm_safetensors_load_equal(small_hf, tmp_path):
@@ -94,7 +84,7 @@ def test_official_pth_and_timm_safetensors_load_equal(small_hf, tmp_path):
     assert load_weights(from_pth, pth) == "official"
     assert load_weights(from_safetensors, safetensors) == "timm"
     np.testing.assert_array_equal(from_pth(images), from_safetensors(images))
-    _assert_parity(from_pth, small_hf, images)
+    assert_parity(from_pth, small_hf, images)
 
 
 def test_huggingface_bin_with_legacy_key_names(small_hf, tmp_path):
@@ -110,7 +100,7 @@ def test_huggingface_bin_with_legacy_key_names(small_hf, tmp_path):
         legacy[key] = torch.from_numpy(value)
     path = tmp_path / "pytorch_model.bin"
     torch.save(legacy, path)
-    _assert_parity(_keras_like(small_hf, weights=path), small_hf, random_inputs((1, 64, 64, 3)))
+    assert_parity(_keras_like(small_hf, weights=path), small_hf, random_inputs((1, 64, 64, 3)))
 
 
 def test_backbone_drops_head_and_new_classes_reinitialise(small_hf, tmp_path, caplog):
