@@ -190,7 +190,9 @@ def build_parser():
         help="weights kept as best.keras: the final epoch's, or the best validation epoch's",
     )
     train.add_argument("--strategy", default="auto", choices=STRATEGIES,
-                       help="mirrored: every local GPU (or CPU) through tf.distribute.MirroredStrategy")
+                       help="mirrored: every local GPU (or CPU) through tf.distribute.MirroredStrategy; "
+                            "multiworker: several processes or machines, on KERAS_BACKEND=jax, with the cluster "
+                            "in KERAS_DISTRIBUTION_* or TF_CONFIG (README)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--output", default=None, help=per_task("output"))
     train.add_argument("--resume", action="store_true")

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 
 import keras
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_swin import data as data_lib
+from keras_swin import multiworker
 from keras_swin.backbone import SwinTransformer
 from keras_swin.models import MODEL_CONFIGS, build_model
 
@@ -39,7 +41,7 @@ MODEL_NAMES = tuple(SMALL_CONFIGS) + tuple(MODEL_CONFIGS)
 NO_DECAY_NAMES = ("bias", "gamma", "beta", "relative_position_bias_table")
 SELECT_OPTIONS = ("last", "val_loss", "val_accuracy", "val_mean_iou")
 TASKS = ("classification", "segmentation")
-STRATEGIES = ("auto", "mirrored")
+STRATEGIES = ("auto", "mirrored", "multiworker")
 # The defaults that depend on the task; a field left at None takes them.
 TASK_DEFAULTS = {
     "classification": dict(
@@ -262,7 +264,11 @@ def _set_backbone_trainable(model, trainable):
 
 def strategy_for(config):
     """The `tf.distribute` strategy that `config.strategy` names (TensorFlow backend; on
-    JAX and PyTorch only "auto", which places the model on the default device)."""
+    JAX and PyTorch only "auto", which places the model on the default device, and
+    "multiworker" on JAX, which `train` sets up through Keras's distribution API)."""
+    if config.strategy == "multiworker":
+        # Keras's distribution API on JAX (keras_swin.multiworker), set up by `train`.
+        return tf.distribute.get_strategy()
     if config.strategy != "auto" and keras.backend.backend() != "tensorflow":
         raise ValueError(
             f"--strategy {config.strategy} needs the TensorFlow backend; KERAS_BACKEND is "
@@ -403,6 +409,9 @@ def fit_with_recipe(model, config, train_ds, validation_ds, monitor=None, unfree
         )
     os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
 
+    if config.strategy == "multiworker":
+        train_ds = multiworker.whole_batches(train_ds, config.batch_size)
+        validation_ds = multiworker.whole_batches(validation_ds, config.batch_size)
     start = time.perf_counter()
     phase_one = config.freeze_backbone_epochs
     # The datasets are shuffled by their pipelines; Keras warns if fit is asked to as well.
@@ -416,6 +425,14 @@ def fit_with_recipe(model, config, train_ds, validation_ds, monitor=None, unfree
     train_seconds = time.perf_counter() - start
     if config.select == "last":
         model.save(best_path)
+    if config.strategy == "multiworker":
+        # Saving gathers the weights with a collective, so every worker saves (the others
+        # into a temporary directory); evaluation and export then run on each alone.
+        import jax
+
+        print(f"worker {jax.process_index()} of {jax.process_count()}: weights sha256 "
+              f"{multiworker.weights_digest(model)}", flush=True)
+        multiworker.stop()
     return train_seconds, best_path, history_path
 
 
@@ -423,6 +440,17 @@ def train(config):
     """Trains, evaluates and exports a Swin classifier (or, with `task="segmentation"`, a
     segmenter: see `keras_swin.train_segmentation`). Returns the metrics dict."""
     check_config(config)
+    worker_output = None
+    if config.strategy == "multiworker":
+        cluster = multiworker.check_multiworker_config(config)
+        multiworker.start(cluster)
+        if not cluster.is_chief:
+            # Only the chief writes the outputs; the others train in step, into a
+            # temporary directory that is removed at the end.
+            worker_output = tempfile.mkdtemp(prefix=f"keras-swin-worker{cluster.process_id}-")
+            config = dataclasses.replace(config, output=worker_output, export=False)
+            print(f"worker {cluster.process_id} of {cluster.num_processes}: the chief writes the outputs; "
+                  f"this worker's files go to {worker_output} (removed at the end)", flush=True)
     strategy = strategy_for(config)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision != "off":
@@ -436,6 +464,8 @@ def train(config):
     finally:
         if config.mixed_precision != "off":
             keras.mixed_precision.set_global_policy("float32")
+        if worker_output:
+            shutil.rmtree(worker_output, ignore_errors=True)
 
 
 def _train_classifier(config, strategy):
