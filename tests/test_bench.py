@@ -52,3 +52,23 @@ def test_training_epoch_section_replaces_itself(tmp_path, monkeypatch):
     text = path.read_text()
     assert text.startswith("# Benchmark results\n\nother tables\n")
     assert text.count(TRAIN_EPOCH_START) == 1 and "second" in text and "first" not in text
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_tiny_on_the_cpu(tmp_path):
+    """benchmarks/gpu.py, prepared for a GPU machine (JAX, no TensorFlow), at tiny sizes
+    here: every row measured, and the parity row under 1e-4."""
+    result = subprocess.run(
+        [sys.executable, os.path.join("benchmarks", "gpu.py"), "--tiny", "--no-compile", "--output", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "gpu.json").read_text())
+    assert not [name for name, row in results.items() if "error" in row], results
+    assert results["parity"]["max_abs_diff"] <= 1e-4 and results["parity"]["backend"] == "jax"
+    for name in ("keras infer fp32", "keras infer bf16", "timm infer fp32", "timm infer bf16",
+                 "keras train bf16", "timm train bf16"):
+        assert results[name]["images_per_second"] > 0, name
+    table = (tmp_path / "gpu.md").read_text()
+    assert "| training bf16, AdamW" in table and "(<= 1e-4)" in table
