@@ -95,6 +95,8 @@ def worker_keras(task):
 
     size, batch, kind = task["size"], task["batch"], task["kind"]
     model = _keras_model(task)
+    if task.get("jit_compile") is not None:  # else "auto": the model's own choice
+        model.jit_compile = task["jit_compile"]
     images = _images(batch, size, size)
     baseline = _rss_mb("VmRSS")
     if kind == "predict":
@@ -139,8 +141,12 @@ def worker_keras(task):
         }
     else:
         raise ValueError(f"unknown keras benchmark kind {kind!r}")
+    from keras_swin.cpu import INSTRUCTION_SETS, instruction_set
+
+    # Which path ran: XLA or not (1/0), on which instruction set (an index of INSTRUCTION_SETS).
     return {"seconds": seconds, "images_per_second": batch / seconds,
-            "memory_growth_mb": _rss_mb("VmHWM") - baseline}
+            "memory_growth_mb": _rss_mb("VmHWM") - baseline, "xla": int(bool(model.jit_compile)),
+            "isa": INSTRUCTION_SETS.index(instruction_set())}
 
 
 def _torch_model(task):
@@ -250,7 +256,7 @@ def run_worker(task_json):
 
 def measure(task, timeout=1800, script=__file__):
     """Runs `task` in a fresh `script --worker` process; returns the dict it prints."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **task.get("env", {})}
     process = subprocess.run(
         [sys.executable, os.path.abspath(script), "--worker", json.dumps(task)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env,
@@ -261,16 +267,29 @@ def measure(task, timeout=1800, script=__file__):
     raise RuntimeError(f"benchmark worker failed for {task}:\n{process.stderr[-3000:]}")
 
 
-def measure_alternating(tasks, rounds, log=print):
-    """Runs every task `rounds` times, interleaved; returns the median result per task."""
+def measure_alternating(tasks, rounds, log=print, allow_failure=False):
+    """Runs every task `rounds` times, interleaved; returns the median result per task.
+    With `allow_failure`, a task whose worker fails is reported as `{"error": ...}`."""
     samples = {name: [] for name in tasks}
+    failed = {}
     for round_index in range(rounds):
         for name, task in tasks.items():
-            samples[name].append(measure(task))
+            if name in failed:
+                continue
+            try:
+                samples[name].append(measure(task))
+            except RuntimeError as error:
+                if not allow_failure:
+                    raise
+                failed[name] = {"error": str(error).strip().splitlines()[-1][:300]}
+                log(f"  round {round_index + 1}/{rounds} {name}: FAILED {failed[name]['error']}")
+                continue
             log(f"  round {round_index + 1}/{rounds} {name}: "
                 f"{samples[name][-1]['images_per_second']:.2f} img/s")
-    results = {}
+    results = dict(failed)
     for name, runs in samples.items():
+        if name in failed:
+            continue
         merged = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
         merged["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
         results[name] = merged
@@ -414,6 +433,66 @@ def write_section(path, section, start, end):
         f.write(text)
 
 
+# Caps that make oneDNN, XLA, MKL and PyTorch's kernels use AVX2 only on a wider CPU: an
+# AVX2 machine's code paths (not its clock, cache or memory) for both sides of the ratio.
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def paths_markers(precision):
+    return f"<!-- paths {precision} -->", f"<!-- /paths {precision} -->"
+
+
+def paths_tasks(iterations, precision="fp32"):
+    """SwinT 224 predict batch 16 with XLA, without, and "auto", against PyTorch eager (bf16:
+    autocast), on this CPU and capped to AVX2."""
+    tasks = {}
+    for label, env in (("native", {}), ("avx2", AVX2_ONLY)):
+        common = dict(kind="predict", size=224, batch=16, iterations=iterations, precision=precision, env=env)
+        for jit in (True, False, None):
+            name = {True: "xla", False: "graph", None: "auto"}[jit]
+            tasks[f"{label} keras {name}"] = dict(worker="keras", jit_compile=jit, **common)
+        tasks[f"{label} torch"] = dict(worker="torch", **common)
+    return tasks
+
+
+def paths_section(machine, results, rounds, precision):
+    from keras_swin.cpu import INSTRUCTION_SETS
+
+    labels = sorted({name.split()[0] for name in results}, key=("native", "avx2").index)
+    start, end = paths_markers(precision)
+    lines = [
+        start,
+        f"## XLA or the oneDNN graph, per instruction set (SwinT 224², `predict` {precision}, batch 16)",
+        "",
+        f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench.py --paths --precisions "
+        f"{precision} --rounds {rounds}` on {machine}; {versions()}.",
+        "Row \"avx2\" caps every library at AVX2 on the same CPU (" + ", ".join(f"`{k}={v}`" for k, v in AVX2_ONLY.items())
+        + "): an AVX2 machine's kernels, not its clock, caches or memory. Alternating fresh processes, median.",
+        "",
+        "| instruction set | XLA (img/s) | oneDNN graph (img/s) | `auto` picks | `auto` (img/s) | PyTorch eager (img/s) | auto / PyTorch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    def rate(name):
+        row = results[name]
+        return "fails" if "error" in row else f"{row['images_per_second']:.2f}"
+
+    failures = []
+    for label in labels:
+        auto = results[f"{label} keras auto"]
+        picked = "fails" if "error" in auto else ("XLA" if auto["xla"] else "graph")
+        isa = INSTRUCTION_SETS[int(auto["isa"])] if "isa" in auto else label
+        ratio = "n/a" if "error" in auto or "error" in results[f"{label} torch"] else \
+            f"{_ratio(results, f'{label} keras auto', f'{label} torch'):.2f}x"
+        lines.append(f"| {isa} ({label}) | {rate(f'{label} keras xla')} | {rate(f'{label} keras graph')} | {picked} | "
+                     f"{rate(f'{label} keras auto')} | {rate(f'{label} torch')} | {ratio} |")
+        failures += [f"{name}: {row['error']}" for name, row in results.items()
+                     if name.startswith(label) and "error" in row]
+    if failures:
+        lines += ["", "Failed: " + "; ".join(failures)]
+    return "\n".join(lines + ["", end])
+
+
 def extra_tasks(iterations):
     tasks = {}
     for _, model, size, batch in EXTRA_ROWS:
@@ -526,7 +605,7 @@ def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
     lines += ["", "![scaling](scaling.png)", ""]
     old = open(path).read() if os.path.exists(path) else ""
     for kept in (train_epoch_section(old), marked_section(old, EXTRA_START, EXTRA_END),
-                 marked_section(old, JAX_START, JAX_END)):
+                 marked_section(old, JAX_START, JAX_END), *(marked_section(old, *paths_markers(p)) for p in PRECISIONS)):
         if kept:
             lines += [kept, ""]
     with open(path, "w") as f:
@@ -545,6 +624,9 @@ def main(argv=None):
                         help="keras_swin on the JAX backend: predict b16/b1 and fit b16, fp32, against PyTorch")
     parser.add_argument("--extra", action="store_true",
                         help="UPerNet-SwinT 512 (batch 1, 4) and SwinV2T 256 (batch 16) predict fp32 against Hugging Face")
+    parser.add_argument("--paths", action="store_true",
+                        help="XLA against the oneDNN graph (and what jit_compile='auto' picks), natively and "
+                             "capped to AVX2, against PyTorch, for each of --precisions")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round, nothing written")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
@@ -577,6 +659,17 @@ def main(argv=None):
         if not args.no_write:
             write_section(args.output, section, EXTRA_START, EXTRA_END)
             print(f"wrote {args.output}")
+        return results
+    if args.paths:
+        results = {}
+        for precision in args.precisions.split(","):
+            results[precision] = measure_alternating(paths_tasks(args.iterations, precision), args.rounds,
+                                                     allow_failure=True)
+            section = paths_section(machine, results[precision], args.rounds, precision)
+            print(section)
+            if not args.no_write:
+                write_section(args.output, section, *paths_markers(precision))
+                print(f"wrote {args.output}")
         return results
     if args.jax:
         os.environ["KERAS_BACKEND"] = "jax"  # for the keras workers; PyTorch is unaffected

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_swin.cpu import prefers_xla
 from keras_swin.image_model import ImageModel
 from keras_swin.layers import PatchEmbedding, PatchMerging, SwinBlock
 
@@ -312,18 +313,19 @@ class SwinTransformer(ImageModel):
     def _resolve_auto_jit_compile(self):
         """What `jit_compile="auto"` (the default of `compile`, `fit` and `predict`) means.
 
-        On a TensorFlow CPU the Keras default is no XLA, but for this model XLA is faster in
-        float32: it fuses the LayerNorm, bias, mask and residual element-wise work that
-        otherwise makes one memory pass per op (benchmarks/PROFILE.md). In float16 and
-        bfloat16 it measured slower on a CPU than oneDNN's half-precision kernels, so those
-        keep the graph without XLA. Other devices and backends keep Keras's choice.
+        On a TensorFlow CPU the Keras default is no XLA; for this model the faster path
+        depends on the precision and the CPU (`keras_swin.cpu.prefers_xla`, measured in
+        benchmarks/RESULTS.md and PROFILE.md). In float32, XLA, which fuses the LayerNorm,
+        bias, mask and residual element-wise work that otherwise makes one memory pass per
+        op. In float16 and bfloat16, oneDNN's graph where the CPU has native bf16 kernels
+        (AVX-512 BF16, AMX), else XLA. Other devices and backends keep Keras's choice.
         """
         if keras.backend.backend() == "tensorflow" and not self._distribute_strategy:
             import tensorflow as tf
 
             cpu_only = not [d for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
             if cpu_only:
-                return self.dtype_policy.compute_dtype == "float32"
+                return prefers_xla(self.dtype_policy.compute_dtype)
         return super()._resolve_auto_jit_compile()
 
     def get_config(self):

@@ -237,7 +237,7 @@ def train_segmentation(config, strategy=None):
         config.select, config.select
     )
     train_seconds, best_path, history_path = recipe.fit_with_recipe(
-        model, config, train_ds, validation_ds, monitor=monitor
+        model, config, train_ds, validation_ds, steps_per_epoch, monitor=monitor
     )
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     test_images, test_masks = splits.test

@@ -209,11 +209,14 @@ def test_bad_input_rank_at_call():
         tiny()(random_inputs((32, 32, 3)))
 
 
-def test_xla_is_the_cpu_default_in_float32_only():
+def test_xla_is_the_cpu_default_in_float32_on_a_native_bf16_cpu(monkeypatch):
     import tensorflow as tf
+
+    from keras_swin import cpu
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("the CPU default; with a GPU Keras's own choice applies")
+    monkeypatch.setattr(cpu, "instruction_set", lambda: "avx512_bf16")  # other CPUs: tests/test_cpu.py
     model = tiny(include_top=True, classes=3)
     model.compile(loss="sparse_categorical_crossentropy")  # jit_compile="auto"
     assert model.jit_compile is True

@@ -1,0 +1,88 @@
+"""Where `predict` spends its time, by TensorFlow op type (the tables of PROFILE.md).
+
+SwinT 224², batch 16, `model.predict` in float32 without XLA (so that each op is visible),
+one warm-up call, then one call under `tf.profiler.experimental`; the trace's CPU op events
+are summed by op type. With `--avx2`, the process first caps oneDNN, XLA and MKL at AVX2
+(benchmarks/bench.py's AVX2_ONLY), to see an AVX2 machine's kernels on a wider CPU.
+
+    python benchmarks/profile_ops.py [--avx2] [--batch 16] [--top 12]
+"""
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def op_times(trace):
+    """`{op type: (milliseconds, calls)}` from a trace-viewer JSON: the complete events of
+    TensorFlow ops (their `args` name an op type), summed."""
+    totals = collections.defaultdict(lambda: [0.0, 0])
+    for event in trace.get("traceEvents", []):
+        if event.get("ph") != "X":
+            continue
+        op_type = (event.get("args") or {}).get("long_name", "").split(":")[-1] or None
+        name = event.get("name", "")
+        if op_type is None and ":" in name:
+            op_type = name.split(":")[-1]
+        if op_type:
+            totals[op_type.strip()][0] += event.get("dur", 0) / 1e3
+            totals[op_type.strip()][1] += 1
+    return {op: tuple(values) for op, values in totals.items()}
+
+
+def profile(batch, size=224):
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    import keras_swin
+
+    model = keras_swin.SwinT()
+    model.jit_compile = False
+    images = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    model.predict(images, batch_size=batch, verbose=0)
+    start = time.perf_counter()
+    model.predict(images, batch_size=batch, verbose=0)
+    wall = time.perf_counter() - start
+    logdir = tempfile.mkdtemp(prefix="keras_swin_profile_")
+    tf.profiler.experimental.start(logdir)
+    model.predict(images, batch_size=batch, verbose=0)
+    tf.profiler.experimental.stop()
+    paths = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
+    data, _ = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "trace_viewer", {})
+    if isinstance(data, bytes) and data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return op_times(json.loads(data)), wall
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--avx2", action="store_true", help="cap oneDNN, XLA and MKL at AVX2 first")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args(argv)
+    if args.avx2 and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        sys.path.insert(0, HERE)
+        from bench import AVX2_ONLY
+
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ONLY})
+    times, wall = profile(args.batch)
+    total = sum(ms for ms, _ in times.values())
+    print(f"predict wall {wall * 1e3:.0f} ms; op time {total:.0f} ms "
+          f"(ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')})")
+    print("| op type | ms | calls | share |\n|---|---|---|---|")
+    for op, (ms, calls) in sorted(times.items(), key=lambda item: -item[1][0])[: args.top]:
+        print(f"| {op} | {ms:.0f} | {calls} | {100 * ms / total:.0f}% |")
+    return times
+
+
+if __name__ == "__main__":
+    main()
