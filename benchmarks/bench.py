@@ -605,7 +605,8 @@ def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
     lines += ["", "![scaling](scaling.png)", ""]
     old = open(path).read() if os.path.exists(path) else ""
     for kept in (train_epoch_section(old), marked_section(old, EXTRA_START, EXTRA_END),
-                 marked_section(old, JAX_START, JAX_END), *(marked_section(old, *paths_markers(p)) for p in PRECISIONS)):
+                 marked_section(old, JAX_START, JAX_END), *(marked_section(old, *paths_markers(p)) for p in PRECISIONS),
+                 marked_section(old, "<!-- gpu -->", "<!-- /gpu -->")):
         if kept:
             lines += [kept, ""]
     with open(path, "w") as f:

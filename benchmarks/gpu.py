@@ -15,7 +15,8 @@ travel as wheels). Each measurement runs in its own process, one after the other
     KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false python benchmarks/gpu.py --output DIR
     python benchmarks/gpu.py --tiny --output DIR   # small model and batches, on a CPU, to test the script
 
-Writes `DIR/gpu.json` (every figure and error) and `DIR/gpu.md` (the RESULTS.md table).
+Writes `DIR/gpu.json` (every figure and error) and `DIR/gpu.md`, the marked section that
+replaces "GPU" in benchmarks/RESULTS.md.
 """
 
 import argparse
@@ -272,6 +273,7 @@ def table(results, sizes):
         "keras": results.get("parity", {}).get("keras")}.items() if v)
     parity = results.get("parity", {})
     lines = [
+        "<!-- gpu -->",
         f"## GPU: SwinT {s['size']}², keras_swin on JAX against timm",
         "",
         f"Measured {datetime.date.today().isoformat()} by `python benchmarks/gpu.py` on {device}; {versions}. "
@@ -297,7 +299,7 @@ def table(results, sizes):
     errors = {name: r["error"].strip().splitlines()[-1] for name, r in results.items() if "error" in r}
     if errors:
         lines += ["", "Failed: " + "; ".join(f"{k}: {v}" for k, v in errors.items())]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", "<!-- /gpu -->"]) + "\n"
 
 
 def main(argv=None):

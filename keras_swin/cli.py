@@ -162,7 +162,8 @@ def build_parser():
     train.add_argument("--weights", default=None, help="PATH or imagenet (ade20k for UPerNet)")
     train.add_argument("--backbone-weights", default=None,
                        help="segmentation: an ImageNet Swin classifier checkpoint (PATH or imagenet) for the backbone")
-    train.add_argument("--auxiliary-head", action="store_true", help="segmentation: the auxiliary head, loss weight 0.4")
+    train.add_argument("--auxiliary-head", action=argparse.BooleanOptionalAction, default=None,
+                       help="segmentation: the auxiliary FCN head on P4, loss weight 0.4; " + per_task("auxiliary_head"))
     train.add_argument("--image-size", type=int, default=None)
     train.add_argument("--epochs", type=int, default=None, help=per_task("epochs"))
     train.add_argument("--batch-size", type=int, default=None, help=per_task("batch_size"))

@@ -46,12 +46,15 @@ STRATEGIES = ("auto", "mirrored", "multiworker")
 TASK_DEFAULTS = {
     "classification": dict(
         data="digits", model="swin_digits", output="saved_models/swin_digits", augment="light",
-        epochs=60, batch_size=64, learning_rate=2e-3, warmup_epochs=3, jit_compile=True,
+        epochs=60, batch_size=64, learning_rate=2e-3, warmup_epochs=3, jit_compile=True, auxiliary_head=False,
     ),
     "segmentation": dict(
         data="digit-scenes", model="upernet_swin_scenes", output="saved_models/upernet_swin_scenes",
         # Without XLA: on 64x64 scenes its compilation (about a minute) costs more than it saves.
-        augment="none", epochs=28, batch_size=32, learning_rate=4e-3, warmup_epochs=2, jit_compile=False,
+        # The auxiliary head (as in mmseg's UPerNet recipes) shortened the early plateau in
+        # which the model predicts only background, and steadied validation IoU.
+        augment="none", epochs=24, batch_size=32, learning_rate=4e-3, warmup_epochs=2, jit_compile=False,
+        auxiliary_head=True,
     ),
 }
 
@@ -64,7 +67,7 @@ class TrainConfig:
     model: str = None
     weights: str = None
     backbone_weights: str = None
-    auxiliary_head: bool = False
+    auxiliary_head: bool = None
     image_size: int = None
     epochs: int = None
     batch_size: int = None
