@@ -1,8 +1,8 @@
 """Where `predict` spends its time, by TensorFlow op type (the tables of PROFILE.md).
 
 SwinT 224², batch 16, `model.predict` in float32 without XLA (so that each op is visible),
-one warm-up call, then one call under `tf.profiler.experimental`; the trace's CPU op events
-are summed by op type. With `--avx2`, the process first caps oneDNN, XLA and MKL at AVX2
+one warm-up call, then one call under `tf.profiler.experimental`; the executed ops of the
+trace (XSpace, host `tf_Compute` threads) are summed by op type. With `--avx2`, the process first caps oneDNN, XLA and MKL at AVX2
 (benchmarks/bench.py's AVX2_ONLY), to see an AVX2 machine's kernels on a wider CPU.
 
     python benchmarks/profile_ops.py [--avx2] [--batch 16] [--top 12]
@@ -11,37 +11,36 @@ are summed by op type. With `--avx2`, the process first caps oneDNN, XLA and MKL
 import argparse
 import collections
 import glob
-import gzip
-import json
 import os
+import re
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+OP_EVENT = re.compile(r"^[^:]+:(\w+)$")  # "swin_t_1/stage1/.../MatMul:_MklNativeFusedMatMul"
 
 
-def op_times(trace):
-    """`{op type: (milliseconds, calls)}` from a trace-viewer JSON: the complete events of
-    TensorFlow ops (their `args` name an op type), summed."""
+def op_times(space):
+    """`{op type: (milliseconds, calls)}` from a profiler XSpace: the events of the host's
+    `tf_Compute` threads named `node:OpType` (one per executed op), summed by op type."""
     totals = collections.defaultdict(lambda: [0.0, 0])
-    for event in trace.get("traceEvents", []):
-        if event.get("ph") != "X":
-            continue
-        op_type = (event.get("args") or {}).get("long_name", "").split(":")[-1] or None
-        name = event.get("name", "")
-        if op_type is None and ":" in name:
-            op_type = name.split(":")[-1]
-        if op_type:
-            totals[op_type.strip()][0] += event.get("dur", 0) / 1e3
-            totals[op_type.strip()][1] += 1
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                match = OP_EVENT.match(plane.event_metadata[event.metadata_id].name)
+                if match:
+                    totals[match.group(1)][0] += event.duration_ps / 1e9
+                    totals[match.group(1)][1] += 1
     return {op: tuple(values) for op, values in totals.items()}
 
 
 def profile(batch, size=224):
     import numpy as np
     import tensorflow as tf
-    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     import keras_swin
 
@@ -56,11 +55,11 @@ def profile(batch, size=224):
     tf.profiler.experimental.start(logdir)
     model.predict(images, batch_size=batch, verbose=0)
     tf.profiler.experimental.stop()
-    paths = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
-    data, _ = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "trace_viewer", {})
-    if isinstance(data, bytes) and data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    return op_times(json.loads(data)), wall
+    (path,) = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    return op_times(space), wall
 
 
 def main(argv=None):
