@@ -547,6 +547,7 @@ def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
         "`model.predict`, `model(x)` and `model.fit`; PyTorch is Hugging Face transformers",
         "`SwinForImageClassification`, eager (`torch.no_grad`, `torch.autocast` for bf16/fp16). SwinT, 224².",
         "Memory is the growth of the peak resident set over the process after the model was built.",
+        "Each keras_swin row names the path that `jit_compile=\"auto\"` took: XLA or TensorFlow's graph.",
         "",
         "## Inference and training (img/s, higher is better)",
         "",
@@ -558,8 +559,9 @@ def write_results(path, machine, headline, tflite, scaling, rounds, precisions):
             torch_name = f"torch eager {precision} b{batch}"
             for kind in ("predict", "call"):
                 ours = f"keras {kind} {precision} b{batch}"
+                path = " (XLA)" if headline[ours].get("xla") else " (graph)" if "xla" in headline[ours] else ""
                 lines.append(
-                    f"| {kind} {precision} batch {batch} | {headline[ours]['images_per_second']:.2f} | "
+                    f"| {kind} {precision} batch {batch}{path} | {headline[ours]['images_per_second']:.2f} | "
                     f"{headline[torch_name]['images_per_second']:.2f} | {_ratio(headline, ours, torch_name):.2f}x | "
                     f"{headline[ours]['memory_growth_mb']:.0f} | {headline[torch_name]['memory_growth_mb']:.0f} |")
         ours, theirs = f"keras fit {precision} b16", f"torch fit {precision} b16"
@@ -687,7 +689,8 @@ def main(argv=None):
         tasks = {name: task for name, task in headline_tasks(args.iterations).items()
                  if name in ("keras predict fp32 b16", "torch eager fp32 b16")}
         results = measure_alternating(tasks, args.rounds)
-        print(f"ratio keras_swin / pytorch (predict fp32 b16): "
+        path = "XLA" if results["keras predict fp32 b16"].get("xla") else "graph"
+        print(f"ratio keras_swin ({path}) / pytorch (predict fp32 b16): "
               f"{_ratio(results, 'keras predict fp32 b16', 'torch eager fp32 b16'):.2f}x")
         return results
     precisions = tuple(args.precisions.split(","))

@@ -5,7 +5,7 @@ Measured (benchmarks/RESULTS.md, "XLA or the oneDNN graph"; benchmarks/PROFILE.m
 float32, XLA beat TensorFlow's oneDNN graph with AVX-512 and, by more, with AVX2. In
 bfloat16, oneDNN's native bf16 kernels (AVX-512 BF16, AMX) beat XLA by 1.7x; without
 native bf16, oneDNN has no bf16 convolution (under an AVX2 cap it fails to build one), and
-XLA, which computes such bf16 in float32, is the path that works.
+XLA is the path that runs.
 """
 
 import os

@@ -152,10 +152,9 @@ def check_config(config):
     output = os.path.abspath(config.output)
     try:
         os.makedirs(output, exist_ok=True)
-        probe = os.path.join(output, ".write_test")
-        with open(probe, "w") as f:
-            f.write("")
-        os.remove(probe)
+        # A probe file of its own: several workers may check the same --output at once.
+        with tempfile.TemporaryFile(dir=output):
+            pass
     except OSError as error:
         raise OSError(f"--output {config.output!r} is not writable: {error}") from error
 
