@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SIZES = {  # image side, inference batch, training batch, timed iterations
-    "full": dict(size=224, infer_batch=256, train_batch=128, iterations=10),
+    "full": dict(size=224, infer_batch=256, train_batch=128, iterations=20),
     "tiny": dict(size=32, infer_batch=4, train_batch=4, iterations=2),
 }
 TINY_SWIN = dict(patch_size=4, embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4)
@@ -74,8 +74,10 @@ def worker_torch(task):
     import torch
 
     torch.manual_seed(0)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    # Strict float32 unless the task asks for TF32, which is what JAX's default matmul
+    # precision uses for float32 on Ampere and later GPUs (the like-for-like timm row).
+    torch.backends.cuda.matmul.allow_tf32 = bool(task.get("tf32"))
+    torch.backends.cudnn.allow_tf32 = bool(task.get("tf32"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = SIZES[task["sizes"]]
     model, forward = _torch_model(task["sizes"] == "tiny")
@@ -170,10 +172,13 @@ def worker_keras(task):
               "jax_device": str(jax.devices()[0])}
     if task["kind"] == "parity":
         jax.config.update("jax_default_matmul_precision", "highest")
+        start = time.perf_counter()
         model = _keras_model(tiny, weights=task["path"])
+        print(f"parity: built and loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
         images = np.load(task["path"] + ".images.npy")
         reference = np.load(task["path"] + ".logits.npy")
         ours = np.asarray(model.predict(images, verbose=0))
+        print(f"parity: predicted after {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
         return {**result, "max_abs_diff": float(np.max(np.abs(ours - reference))),
                 "reference_max_abs": float(np.max(np.abs(reference)))}
     if task.get("precision") == "bf16":
@@ -234,21 +239,23 @@ def run_task(task, timeout):
     try:
         process = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(task)],
                                  capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
+    except subprocess.TimeoutExpired as expired:
+        stderr = expired.stderr.decode(errors="replace") if isinstance(expired.stderr, bytes) else expired.stderr or ""
+        return {"error": f"{stderr[-2500:]}\ntimed out after {timeout} s"}
     for line in process.stdout.splitlines():
         if line.startswith("RESULT "):
             return {**json.loads(line[len("RESULT "):]), "wall_s": round(time.perf_counter() - start, 1)}
     return {"error": process.stderr[-2500:]}
 
 
-def plan(sizes, weights_path, compiled):
+def plan(sizes, weights_path, compiled, dump_after=None):
     tasks = {
         "timm save": dict(worker="torch", kind="save", path=weights_path),
         "parity": dict(worker="keras", kind="parity", path=weights_path),
         "keras infer fp32": dict(worker="keras", phase="infer", precision="fp32"),
         "keras infer bf16": dict(worker="keras", phase="infer", precision="bf16"),
         "timm infer fp32": dict(worker="torch", phase="infer", precision="fp32"),
+        "timm infer fp32 tf32": dict(worker="torch", phase="infer", precision="fp32", tf32=True),
         "timm infer bf16": dict(worker="torch", phase="infer", precision="bf16"),
         "keras train bf16": dict(worker="keras", phase="train", precision="bf16"),
         "timm train bf16": dict(worker="torch", phase="train", precision="bf16"),
@@ -257,6 +264,7 @@ def plan(sizes, weights_path, compiled):
         tasks["timm compiled infer bf16"] = dict(worker="torch", phase="infer", precision="bf16", compiled=True)
     for task in tasks.values():
         task.setdefault("kind", "measure")
+        task["dump_after"] = dump_after
         task["sizes"] = sizes
     return tasks
 
@@ -287,7 +295,9 @@ def table(results, sizes):
         "|---|---|---|---|---|",
     ]
     rows = [
-        ("inference fp32", s["infer_batch"], "keras infer fp32", "timm infer fp32"),
+        ("inference fp32 (JAX's default precision: TF32 matmuls; timm strict fp32)", s["infer_batch"],
+         "keras infer fp32", "timm infer fp32"),
+        ("inference fp32, timm with TF32 too", s["infer_batch"], "keras infer fp32", "timm infer fp32 tf32"),
         ("inference bf16 (`mixed_bfloat16` / autocast)", s["infer_batch"], "keras infer bf16", "timm infer bf16"),
         ("inference bf16 against `torch.compile`", s["infer_batch"], "keras infer bf16", "timm compiled infer bf16"),
         ("training bf16, AdamW (`model.fit` / autocast)", s["train_batch"], "keras train bf16", "timm train bf16"),
@@ -312,13 +322,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.worker:
         task = json.loads(args.worker)
+        if task.get("dump_after"):  # a hung worker prints where it is stuck, before the driver's timeout
+            import faulthandler
+
+            faulthandler.dump_traceback_later(task["dump_after"], exit=False)
         print("RESULT " + json.dumps(WORKERS[task["worker"]](task)), flush=True)
         return None
     sizes = "tiny" if args.tiny else "full"
     os.makedirs(args.output, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, task in plan(sizes, os.path.join(tmp, "timm_swin_t.safetensors"), not args.no_compile).items():
+        weights = os.path.join(tmp, "timm_swin_t.safetensors")
+        for name, task in plan(sizes, weights, not args.no_compile, dump_after=max(args.timeout - 15, 1)).items():
             results[name] = run_task(task, args.timeout)
             print(f"{name}: {json.dumps(results[name])[:300]}", flush=True)
             with open(os.path.join(args.output, "gpu.json"), "w") as f:

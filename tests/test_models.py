@@ -239,3 +239,17 @@ def test_predict_on_arrays_and_tensors_matches_call():
     np.testing.assert_allclose(model.predict(tf.constant(x), verbose=0), expected, atol=1e-4)
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(3)
     np.testing.assert_allclose(model.predict(dataset, verbose=0), expected, atol=1e-4)
+
+
+def test_every_layer_is_built_at_construction():
+    """Keras's JAX `predict` first runs the whole model eagerly, op by op, when any layer is
+    unbuilt (on a GPU each op then compiles and autotunes on its own: minutes for SwinT).
+    A weightless layer that a block creates but never calls in `build` (DropPath) was one."""
+    models = [
+        tiny(),
+        keras_swin.SwinTransformerV2(**TINY),
+        keras_swin.UPerNet(backbone=tiny(include_top=False, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)), num_classes=3, channels=8, auxiliary_head=True),
+    ]
+    for model in models:
+        unbuilt = sorted({f"{type(layer).__name__} {layer.name}" for layer in model._flatten_layers() if not layer.built})
+        assert unbuilt == [], f"{model.name}: unbuilt layers {unbuilt}"

@@ -24,6 +24,10 @@ class DropPath(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None
         self.supports_masking = True
+        # No weights to create. Built from the start, as Keras's Dropout is: a block that owns
+        # it builds its sublayers from shapes without calling them, and one unbuilt layer
+        # sends JAX's `predict` through an eager, op-by-op pass of the whole model first.
+        self.built = True
 
     def call(self, inputs, training=None):
         if not training or self.rate == 0.0:
