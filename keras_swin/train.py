@@ -52,8 +52,9 @@ TASK_DEFAULTS = {
         data="digit-scenes", model="upernet_swin_scenes", output="saved_models/upernet_swin_scenes",
         # Without XLA: on 64x64 scenes its compilation (about a minute) costs more than it saves.
         # The auxiliary head (as in mmseg's UPerNet recipes) shortened the early plateau in
-        # which the model predicts only background, and steadied validation IoU.
-        augment="none", epochs=24, batch_size=32, learning_rate=4e-3, warmup_epochs=2, jit_compile=False,
+        # which the model predicts only background, and steadied validation IoU. AdamW 8e-3
+        # ends that plateau sooner than 4e-3 (1.5e-3: none in 9 epochs; 1.2e-2: unstable).
+        augment="none", epochs=18, batch_size=32, learning_rate=8e-3, warmup_epochs=2, jit_compile=False,
         auxiliary_head=True,
     ),
 }

@@ -99,6 +99,8 @@ def test_bad_arguments_are_value_errors():
         keras_swin.UPerNet(backbone, num_classes=3, pool_scales=(0, 2))
     with pytest.raises(ValueError, match="activation"):
         keras_swin.UPerNet(backbone, num_classes=3, activation="relu")
+    with pytest.raises(ValueError, match=r"detail_channels.*received detail_channels=-1"):
+        keras_swin.UPerNet(backbone, num_classes=3, detail_channels=-1)
     with pytest.raises(ValueError, match="include_final_norm"):
         keras_swin.SwinTransformer(include_top=True, include_final_norm=False)
 
@@ -334,7 +336,8 @@ def tiny_segmenter():
         embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4,
         pyramid_norm=True, include_final_norm=False, always_partition=True,
     )
-    return keras_swin.UPerNet(backbone, num_classes=4, channels=16, auxiliary_head=True, auxiliary_channels=8)
+    return keras_swin.UPerNet(backbone, num_classes=4, channels=16, auxiliary_head=True, auxiliary_channels=8,
+                              detail_channels=4)
 
 
 @pytest.mark.slow
@@ -398,3 +401,50 @@ def test_flops_match_the_paper_upernet_swin_t():
 
     count = flops(keras_swin.UPerNetSwinT(), (512, 2048))
     assert abs(count / 945e9 - 1) < 0.03, count
+
+
+def test_detail_branch_any_size_trains_and_reloads(tmp_path):
+    """`detail_channels`: the 1/2-resolution skip. Off by default (parity above); on, the
+    output keeps the input size at odd sizes in one graph, every weight trains, and the
+    model round-trips through its config and a safe-mode `.keras` file."""
+    keras.utils.set_random_seed(0)
+    backbone = keras_swin.SwinTransformer(
+        embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=4, pyramid_norm=True,
+        include_final_norm=False, always_partition=True,
+    )
+    plain = keras_swin.UPerNet(backbone, num_classes=3, channels=8)
+    assert not [layer for layer in plain.layers if layer.name.startswith("detail")]
+    model = keras_swin.UPerNet(backbone, num_classes=3, channels=8, detail_channels=4, auxiliary_head=True,
+                               auxiliary_channels=4)
+    detail = sorted(layer.name for layer in model.layers if layer.name.startswith("detail"))
+    assert detail == ["detail1_bn", "detail1_conv", "detail1_relu", "detail2_bn", "detail2_conv", "detail2_relu",
+                      "detail_concat", "detail_fuse_bn", "detail_fuse_conv", "detail_fuse_relu", "detail_rescale",
+                      "detail_upsample"]
+    assert model.get_layer("detail1_conv").strides == (2, 2)
+    for size in ((37, 45), (64, 64), (33, 20)):
+        out = model.predict(random_inputs((2,) + size + (3,)) * 60 + 120, verbose=0)
+        assert out["logits"].shape == (2,) + size + (3,) and out["auxiliary_logits"].shape == (2,) + size + (3,)
+    config = model.get_config()
+    assert config["detail_channels"] == 4
+    assert keras_swin.UPerNet.from_config(config).get_config() == config
+
+    images = random_inputs((4, 40, 48, 3)) * 60 + 120
+    labels = np.random.default_rng(0).integers(0, 3, (4, 40, 48))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              "auxiliary_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+    )
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    model.fit(images, {"logits": labels, "auxiliary_logits": labels}, epochs=1, verbose=0)
+    backbone_paths = {w.path for w in backbone.trainable_weights}
+    decoder = [(w, old) for w, old in zip(model.trainable_weights, before) if w.path not in backbone_paths]
+    assert len([w for w, _ in decoder if w.path.startswith("detail")]) == 9  # 3 convs, each with a BN (2)
+    unchanged = [w.path for w, old in decoder if np.all(keras.ops.convert_to_numpy(w) == old)]
+    assert unchanged == []  # (the backbone's training is tested with the Swin models)
+
+    model.save(tmp_path / "detail.keras")
+    reloaded = keras.saving.load_model(tmp_path / "detail.keras", safe_mode=True)
+    assert reloaded.detail_channels == 4
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0)["logits"], model.predict(images, verbose=0)["logits"],
+                               atol=1e-6)
