@@ -8,7 +8,8 @@ travel as wheels). Each measurement runs in its own process, one after the other
   saved as safetensors, loaded into `keras_swin.SwinT` with `weights=PATH`; logits compared
   at the highest matmul precision on both sides (no TF32);
 - inference: a jitted keras_swin forward at batch 256 in float32 and `mixed_bfloat16`,
-  against timm eager fp32 and bf16 autocast, and `torch.compile` bf16;
+  against timm eager fp32 (strict, and with TF32, which JAX's default precision uses for
+  float32 matmuls on Ampere and later) and bf16 autocast, and `torch.compile` bf16;
 - training: keras_swin `model.fit` in `mixed_bfloat16` with AdamW at batch 128, against
   timm bf16 autocast with AdamW.
 

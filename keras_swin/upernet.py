@@ -103,7 +103,9 @@ class UPerNet(ImageModel):
                 f"`activation` must be None, 'softmax' or 'sigmoid'; received activation={activation!r}."
             )
         if int(detail_channels) < 0:
-            raise ValueError(f"`detail_channels` must be >= 0 (0: no detail branch); received detail_channels={detail_channels}.")
+            raise ValueError(
+                f"`detail_channels` must be >= 0 (0: no detail branch); received detail_channels={detail_channels}."
+            )
         policy = resolve_dtype_policy(dtype)
         channels, num_classes, detail_channels = int(channels), int(num_classes), int(detail_channels)
 

@@ -248,8 +248,10 @@ def test_every_layer_is_built_at_construction():
     models = [
         tiny(),
         keras_swin.SwinTransformerV2(**TINY),
-        keras_swin.UPerNet(backbone=tiny(include_top=False, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)), num_classes=3, channels=8, auxiliary_head=True),
+        keras_swin.UPerNet(backbone=tiny(include_top=False, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
+                           num_classes=3, channels=8, auxiliary_head=True, detail_channels=4),
     ]
     for model in models:
-        unbuilt = sorted({f"{type(layer).__name__} {layer.name}" for layer in model._flatten_layers() if not layer.built})
+        layers = model._flatten_layers()
+        unbuilt = sorted({f"{type(layer).__name__} {layer.name}" for layer in layers if not layer.built})
         assert unbuilt == [], f"{model.name}: unbuilt layers {unbuilt}"

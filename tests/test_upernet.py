@@ -405,8 +405,9 @@ def test_flops_match_the_paper_upernet_swin_t():
 
 def test_detail_branch_any_size_trains_and_reloads(tmp_path):
     """`detail_channels`: the 1/2-resolution skip. Off by default (parity above); on, the
-    output keeps the input size at odd sizes in one graph, every weight trains, and the
-    model round-trips through its config and a safe-mode `.keras` file."""
+    output keeps the input size at odd sizes in one graph, every decoder weight (the branch's
+    included) trains, and the model round-trips through its config and a safe-mode `.keras`
+    file."""
     keras.utils.set_random_seed(0)
     backbone = keras_swin.SwinTransformer(
         embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=4, pyramid_norm=True,
