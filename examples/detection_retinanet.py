@@ -17,7 +17,7 @@ import keras_hub
 import numpy as np
 
 import keras_swin
-from keras_swin.segmentation_data import digit_scenes
+from keras_swin.data.segmentation import digit_scenes
 
 SIZE = 64  # divisible by 32: levels P3..P5 are 8x8, 4x4 and 2x2
 keras.utils.set_random_seed(0)

@@ -1,6 +1,5 @@
 """keras_swin: the Swin Transformer for Keras 3."""
 
-from keras_swin.backbone import SwinTransformer
 from keras_swin.layers import (
     AdaptiveAveragePooling2D,
     BilinearResize,
@@ -13,9 +12,23 @@ from keras_swin.layers import (
     WindowAttention,
     WindowAttentionV2,
 )
-from keras_swin.models import SwinB, SwinL, SwinS, SwinT
-from keras_swin.swin_v2 import SwinTransformerV2, SwinV2B, SwinV2L, SwinV2S, SwinV2T
-from keras_swin.upernet import UPerNet, UPerNetSwinB, UPerNetSwinL, UPerNetSwinS, UPerNetSwinT
+from keras_swin.models import (
+    SwinB,
+    SwinL,
+    SwinS,
+    SwinT,
+    SwinTransformer,
+    SwinTransformerV2,
+    SwinV2B,
+    SwinV2L,
+    SwinV2S,
+    SwinV2T,
+    UPerNet,
+    UPerNetSwinB,
+    UPerNetSwinL,
+    UPerNetSwinS,
+    UPerNetSwinT,
+)
 
 __version__ = "0.1.0"
 

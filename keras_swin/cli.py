@@ -11,8 +11,9 @@ FACTORIES_V2 = ("swinv2_t", "swinv2_s", "swinv2_b", "swinv2_l")
 
 
 def _convert(args):
-    from keras_swin import models, swin_v2
-    from keras_swin.weights import check_v2_windows, official_to_keras, read_state_dict, to_official_layout
+    from keras_swin.checkpoints.files import read_state_dict
+    from keras_swin.checkpoints.swin import to_official_layout
+    from keras_swin.models import build_model, build_model_v2
 
     if not args.dst.endswith((".weights.h5", ".keras")):
         raise ValueError(f"DST must end with .weights.h5 or .keras; received '{args.dst}'.")
@@ -27,16 +28,13 @@ def _convert(args):
         pretrained = None
         if args.pretrained_window_sizes:
             pretrained = tuple(int(p) for p in args.pretrained_window_sizes.split(","))
-        model = swin_v2.build_model_v2(
-            args.arch, window_size=args.window_size, pretrained_window_sizes=pretrained, **common
-        )
-        check_v2_windows(model, raw)
+        model = build_model_v2(args.arch, window_size=args.window_size, pretrained_window_sizes=pretrained, **common)
     else:
         if args.pretrained_window_sizes:
             raise ValueError("--pretrained-window-sizes is for Swin V2 (--arch swinv2_*).")
         args.window_size = args.window_size or 7
-        model = models.build_model(args.arch, window_size=args.window_size, **common)
-    official_to_keras(model, state, layout)
+        model = build_model(args.arch, window_size=args.window_size, **common)
+    model.load_checkpoint(args.src)
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     if args.dst.endswith(".keras"):
         model.save(args.dst)
@@ -51,7 +49,7 @@ def _convert(args):
     except ImportError:
         print("parity: not measured (install torch and transformers)")
         return
-    from keras_swin.parity import measure_parity
+    from keras_swin.checkpoints.parity import measure_parity
 
     parity = measure_parity(model, state, image_size=32 * args.window_size)
     print("parity vs Hugging Face transformers (max abs diff, fp32): "
@@ -71,14 +69,14 @@ def _train(args):
         print(f"test mean IoU: {metrics['mean_iou']:.4f} ({len(metrics['class_names'])} classes)  "
               f"foreground mean IoU: {metrics['foreground_mean_iou']:.4f}  "
               f"pixel accuracy: {100 * metrics['pixel_accuracy']:.2f}%  ({metrics['test_images']} test images)")
-        print(f"outputs in {config.output}: best.keras, metrics.json, training_curves.png, predictions.png"
+        print(f"outputs in {metrics['output']}: best.keras, metrics.json, training_curves.png, predictions.png"
               f"{', serving/, ' + metrics['model'] + '.tflite' if config.export else ''}")
         return
     if metrics["skipped_files"]:
         print(f"skipped corrupt files: {metrics['skipped_files']}")
     print(f"training time: {metrics['train_seconds']:.1f} s for {metrics['epochs']} epochs")
     print(f"test accuracy: {100 * metrics['test_accuracy']:.2f}%  test loss: {metrics['test_loss']:.4f}")
-    print(f"outputs in {args.output}: best.keras, metrics.json, training_curves.png, "
+    print(f"outputs in {metrics['output']}: best.keras, metrics.json, training_curves.png, "
           f"confusion_matrix.png{', serving/, ' + metrics['model'] + '.tflite' if config.export else ''}")
 
 
@@ -145,8 +143,8 @@ def build_parser():
     convert.add_argument("--no-top", action="store_true", help="drop the classifier head")
     convert.set_defaults(run=_convert)
 
-    from keras_swin.train import MODEL_NAMES, SELECT_OPTIONS, STRATEGIES, TASK_DEFAULTS, TASKS, TrainConfig
-    from keras_swin.train_segmentation import SEGMENTER_NAMES
+    from keras_swin.configs import MODEL_NAMES, SEGMENTER_NAMES
+    from keras_swin.training.recipe import SELECT_OPTIONS, STRATEGIES, TASK_DEFAULTS, TASKS, TrainConfig
 
     defaults = TrainConfig()
 

@@ -1,4 +1,21 @@
-"""Analytic cost of a Swin model and of UPerNet on it."""
+"""Pure helpers: argument checks shared by the layers and models, and the analytic cost of a
+Swin model and of UPerNet on it."""
+
+import math
+
+
+def check_rates(**rates):
+    """Raises a ValueError naming the first rate that is not a finite float in [0, 1).
+
+    Example: `check_rates(dropout_rate=0.1, drop_path_rate=0.2)`.
+    """
+    for name, rate in rates.items():
+        try:
+            valid = math.isfinite(float(rate)) and 0.0 <= float(rate) < 1.0
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise ValueError(f"`{name}` must be in [0, 1); received {name}={rate!r}.")
 
 
 def _ceil_div(a, b):

@@ -5,7 +5,7 @@ import torch
 from transformers import SwinConfig, SwinForImageClassification
 
 import keras_swin
-from keras_swin.weights import official_to_keras, to_official_layout
+from keras_swin.checkpoints.swin import official_to_keras, to_official_layout
 
 
 def hf_reference(

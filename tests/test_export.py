@@ -191,7 +191,7 @@ def test_tflite_variants_convert_with_builtins_only(tmp_path):
 def test_quantized_tflite_agrees_with_keras_on_a_trained_model(tmp_path):
     import keras
 
-    from keras_swin import data as data_lib
+    from keras_swin.data import classification as data_lib
     from keras_swin.train import TrainConfig, train
 
     config = TrainConfig(model="swin_nano", epochs=12, batch_size=32, learning_rate=2e-3, warmup_epochs=1,

@@ -12,7 +12,7 @@ import keras
 import pytest
 
 from harness import REPO_ROOT
-from keras_swin import multiworker
+from keras_swin.training import multiworker
 from keras_swin.train import TrainConfig, train
 
 TINY = ["--model", "swin_nano", "--epochs", "2", "--batch-size", "32", "--augment", "none", "--verbose", "0",

@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from harness import REPO_ROOT
-from keras_swin import segmentation_data
+from keras_swin.data import segmentation as segmentation_data
 from keras_swin.train import TrainConfig, train
-from keras_swin.train_segmentation import confusion_matrix, iou_metrics
+from keras_swin.training.segmentation import confusion_matrix, iou_metrics
 
 NANO = dict(task="segmentation", model="upernet_swin_nano", batch_size=16, jit_compile=False, verbose=0)
 

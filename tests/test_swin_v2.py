@@ -11,7 +11,9 @@ import keras_swin
 from checkpoints import official_state_dict, official_v2_state_dict, timm_v2_state_dict
 from harness import LayerChecks, random_inputs, run_python
 from keras_swin import ops as swin_ops
-from keras_swin.weights import WeightsMismatchError, load_weights
+from keras_swin.checkpoints.files import WeightsMismatchError
+from keras_swin.checkpoints.swin import official_to_keras
+from keras_swin.models import build_model_v2
 from reference import assert_parity, hf_outputs, hf_reference, hf_state_dict, hf_v2_reference, keras_v2_from_hf
 
 
@@ -85,8 +87,8 @@ def test_official_and_timm_layouts_load_equal(small_v2, tmp_path):
     save_file({k: np.ascontiguousarray(v) for k, v in timm_v2_state_dict(official).items()}, str(timm))
     images = random_inputs((1, 250, 330, 3))  # every stage keeps the window HF chose at 256
     from_pth, from_timm = _keras_like(small_v2), _keras_like(small_v2)
-    assert load_weights(from_pth, pth) == "official"
-    assert load_weights(from_timm, timm) == "timm"
+    assert from_pth.load_checkpoint(pth) == "official"
+    assert from_timm.load_checkpoint(timm) == "timm"
     np.testing.assert_array_equal(from_pth(images), from_timm(images))
     assert_parity(from_pth, small_v2, images)
 
@@ -98,23 +100,23 @@ def test_window_mismatch_names_both_values(tmp_path):
     model = _keras_like(hf, pretrained_window_sizes=(0, 0, 0, 0))
     before = [keras.ops.convert_to_numpy(w) for w in model.weights]
     with pytest.raises(WeightsMismatchError, match=r"window 16 and pretrained window 12.*window_size=16 and pretrained_window_sizes\[0\]=0"):
-        load_weights(model, path)
+        model.load_checkpoint(path)
     for weight, old in zip(model.weights, before):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), old)
     with pytest.raises(WeightsMismatchError, match=r"window 16 .*window_size=8"):
-        load_weights(_keras_like(hf, window_size=8), path)
-    load_weights(_keras_like(hf), path)  # the right values load
+        _keras_like(hf, window_size=8).load_checkpoint(path)
+    _keras_like(hf).load_checkpoint(path)  # the right values load
 
 
 def test_v1_and_v2_checkpoints_are_not_mixed_up(small_v2, tmp_path):
     v1 = hf_reference()
     with pytest.raises(WeightsMismatchError, match="This is a Swin V1 checkpoint"):
-        keras_swin.weights.official_to_keras(_keras_like(small_v2), official_state_dict(hf_state_dict(v1)))
+        official_to_keras(_keras_like(small_v2), official_state_dict(hf_state_dict(v1)))
     path = tmp_path / "v2.safetensors"
     save_file({k: np.ascontiguousarray(v) for k, v in hf_state_dict(small_v2).items()}, str(path))
     v1_model = keras_swin.SwinTransformer(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), classes=10)
     with pytest.raises(WeightsMismatchError, match="This is a Swin V2 checkpoint"):
-        load_weights(v1_model, path)
+        v1_model.load_checkpoint(path)
 
 
 def test_bad_arguments():
@@ -127,7 +129,7 @@ def test_bad_arguments():
 
 
 def test_presets_carry_their_windows():
-    from keras_swin.presets import v2_preset
+    from keras_swin.checkpoints.presets import v2_preset
 
     assert v2_preset("swinv2_t", "imagenet") == ("timm/swinv2_tiny_window8_256.ms_in1k", 8, (0, 0, 0, 0), 256)
     assert v2_preset("swinv2_b", "in22k-ft-in1k", 24)[2] == (12, 12, 12, 6)
@@ -138,7 +140,7 @@ def test_presets_carry_their_windows():
 def test_parameter_counts_equal_huggingface():
     from transformers import Swinv2Config, Swinv2ForImageClassification
 
-    from keras_swin.models import MODEL_CONFIGS
+    from keras_swin.configs import MODEL_CONFIGS
 
     expected = {"swinv2_t": 28_347_154, "swinv2_s": 49_728_418, "swinv2_b": 87_918_816, "swinv2_l": 196_739_932}
     for variant, count in expected.items():
@@ -148,7 +150,7 @@ def test_parameter_counts_equal_huggingface():
                 embed_dim=config["embed_dim"], depths=list(config["depths"]), num_heads=list(config["num_heads"]),
                 window_size=8, num_labels=1000,
             ))
-        model = keras_swin.swin_v2.build_model_v2(variant)
+        model = build_model_v2(variant)
         assert model.count_params() == sum(p.numel() for p in hf.parameters()) == count, variant
 
 

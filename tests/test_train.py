@@ -14,8 +14,11 @@ import pytest
 import tensorflow as tf
 
 from harness import REPO_ROOT, run_python
-from keras_swin import data as data_lib
-from keras_swin.train import NO_DECAY_NAMES, TrainConfig, create_model, create_optimizer, train
+from keras_swin.data import classification as data_lib
+from keras_swin.models.swin import NO_DECAY_NAMES
+from keras_swin.train import TrainConfig, train
+from keras_swin.training.classification import create_model
+from keras_swin.training.recipe import create_optimizer
 
 NANO = dict(model="swin_nano", batch_size=32, augment="none", jit_compile=False, export=False, verbose=0)
 
@@ -102,7 +105,7 @@ def test_optimizer_is_the_official_adamw():
 
 
 def test_layerwise_decay_multipliers():
-    from keras_swin.train import layerwise_multipliers
+    from keras_swin.training.recipe import layerwise_multipliers
 
     model = create_model(TrainConfig(**NANO), num_classes=3)
     multipliers = layerwise_multipliers(model, 0.5)
@@ -171,7 +174,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from keras_swin.train import TrainConfig, train, strategy_for
+        from keras_swin.train import TrainConfig, train
+        from keras_swin.training.recipe import strategy_for
         config = TrainConfig(model="swin_nano", epochs=1, batch_size=32, augment="none", jit_compile=False,
                              export=False, verbose=0, strategy="mirrored", output={str(tmp_path)!r})
         print("replicas", strategy_for(config).num_replicas_in_sync)

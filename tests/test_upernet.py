@@ -13,7 +13,8 @@ import keras_swin
 from checkpoints import mmseg_upernet_state_dict, official_state_dict, timm_state_dict
 from harness import LayerChecks, random_inputs, run_python
 from keras_swin import ops as swin_ops
-from keras_swin.weights import WeightsMismatchError, load_upernet_weights
+from keras_swin.checkpoints.files import WeightsMismatchError
+from keras_swin.checkpoints.upernet import load_upernet_weights
 from reference import (
     hf_reference,
     hf_state_dict,
@@ -129,7 +130,7 @@ def test_huggingface_parity_small_with_auxiliary_head(small_upernet, size):
 
 
 def load_upernet_weights_from_state(model, state):
-    from keras_swin.weights import upernet_to_keras
+    from keras_swin.checkpoints.upernet import upernet_to_keras
 
     return upernet_to_keras(model, state)
 

@@ -14,12 +14,8 @@ from safetensors.numpy import save_file
 import keras_swin
 from checkpoints import official_state_dict, timm_state_dict
 from harness import random_inputs, run_python
-from keras_swin.weights import (
-    WeightsMismatchError,
-    detect_layout,
-    load_weights,
-    resize_bias_table,
-)
+from keras_swin.checkpoints.files import WeightsMismatchError
+from keras_swin.checkpoints.swin import detect_layout, load_weights, resize_bias_table
 from reference import assert_parity, hf_outputs, hf_reference, hf_state_dict, keras_from_hf
 
 SMALL = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4)
@@ -134,7 +130,7 @@ def test_mismatches_name_key_shapes_and_layout(small_hf, tmp_path):
     official = official_state_dict(hf_state_dict(small_hf), with_buffers=False)
     wider = keras_swin.SwinTransformer(embed_dim=48, depths=(2, 2), num_heads=(2, 4), window_size=4, classes=10)
     with pytest.raises(WeightsMismatchError, match=r"patch_embed\.proj\.weight.*official.*\(4, 4, 3, 48\).*\(4, 4, 3, 32\)"):
-        from keras_swin.weights import official_to_keras
+        from keras_swin.checkpoints.swin import official_to_keras
         official_to_keras(wider, official, "official")
     model = _keras_like(small_hf)
     before = [keras.ops.convert_to_numpy(w) for w in model.weights]
@@ -235,7 +231,7 @@ def test_imagenet_preset_resolves_through_the_hub_cache(tmp_path):
 
 
 def test_sha256_mismatch_is_an_error(tmp_path):
-    from keras_swin.presets import verify_sha256
+    from keras_swin.checkpoints.presets import verify_sha256
 
     path = tmp_path / "f.bin"
     path.write_bytes(b"swin")

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_swin.utils import check_rates
+
 
 @keras.saving.register_keras_serializable(package="keras_swin")
 class DropPath(keras.layers.Layer):
@@ -18,8 +20,7 @@ class DropPath(keras.layers.Layer):
 
     def __init__(self, rate=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"DropPath `rate` must be in [0, 1); received rate={rate}.")
+        check_rates(rate=rate)
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None

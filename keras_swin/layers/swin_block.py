@@ -7,6 +7,7 @@ from keras_swin import ops as swin_ops
 from keras_swin.layers.drop_path import DropPath
 from keras_swin.layers.initializers import dense_kernel_initializer
 from keras_swin.layers.window_attention import WindowAttention
+from keras_swin.utils import check_rates
 
 
 @keras.saving.register_keras_serializable(package="keras_swin")
@@ -63,13 +64,9 @@ class SwinBlock(keras.layers.Layer):
             )
         if float(mlp_ratio) <= 0:
             raise ValueError(f"`mlp_ratio` must be > 0; received mlp_ratio={mlp_ratio}.")
-        for name, rate in (
-            ("dropout_rate", dropout_rate),
-            ("attention_dropout_rate", attention_dropout_rate),
-            ("drop_path_rate", drop_path_rate),
-        ):
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1); received {name}={rate}.")
+        check_rates(
+            dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate, drop_path_rate=drop_path_rate
+        )
         self.num_heads = int(num_heads)
         self.window_size = int(window_size)
         self.shift_size = int(shift_size)

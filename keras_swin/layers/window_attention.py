@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_swin import ops as swin_ops
 from keras_swin.layers.initializers import dense_kernel_initializer
+from keras_swin.utils import check_rates
 
 
 def _pair(value, name):
@@ -80,12 +81,7 @@ class WindowAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         if int(num_heads) < 1:
             raise ValueError(f"`num_heads` must be >= 1; received num_heads={num_heads}.")
-        for name, rate in (
-            ("attention_dropout_rate", attention_dropout_rate),
-            ("projection_dropout_rate", projection_dropout_rate),
-        ):
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1); received {name}={rate}.")
+        check_rates(attention_dropout_rate=attention_dropout_rate, projection_dropout_rate=projection_dropout_rate)
         self.num_heads = int(num_heads)
         self.window_size = _pair(window_size, "window_size")
         self.qkv_bias = bool(qkv_bias)

@@ -9,6 +9,7 @@ from keras import ops
 from keras_swin import ops as swin_ops
 from keras_swin.layers.initializers import dense_kernel_initializer
 from keras_swin.layers.window_attention import _pair, attend
+from keras_swin.utils import check_rates
 
 # The temperature exp(logit_scale) is clamped at 100, as in the reference code.
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -59,12 +60,7 @@ class WindowAttentionV2(keras.layers.Layer):
         super().__init__(**kwargs)
         if int(num_heads) < 1:
             raise ValueError(f"`num_heads` must be >= 1; received num_heads={num_heads}.")
-        for name, rate in (
-            ("attention_dropout_rate", attention_dropout_rate),
-            ("projection_dropout_rate", projection_dropout_rate),
-        ):
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1); received {name}={rate}.")
+        check_rates(attention_dropout_rate=attention_dropout_rate, projection_dropout_rate=projection_dropout_rate)
         pretrained = (pretrained_window_size,) * 2 if isinstance(pretrained_window_size, int) else pretrained_window_size
         pretrained = tuple(int(p) for p in pretrained)
         if len(pretrained) != 2 or min(pretrained) < 0 or 1 in pretrained:

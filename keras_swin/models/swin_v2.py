@@ -2,12 +2,16 @@
 
 import keras
 
-from keras_swin.backbone import SwinTransformer
+from keras_swin.checkpoints import presets
+from keras_swin.checkpoints import swin_v2 as swin_v2_checkpoints
+from keras_swin.checkpoints.files import is_weights_file
+from keras_swin.configs import MODEL_CONFIGS, V2_NAMES
 from keras_swin.layers import PatchMergingV2, SwinBlockV2
-from keras_swin.models import MODEL_CONFIGS, build_model
-from keras_swin.weights import KERAS_SUFFIXES, SAFETENSORS_SUFFIX, TORCH_SUFFIXES
+from keras_swin.models.swin import NO_DECAY_NAMES, SwinTransformer, build_model
 
-WEIGHTS_SUFFIXES = KERAS_SUFFIXES + TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)
+# V2's continuous position bias MLP and attention temperature are left out of weight decay, as
+# in the official and timm recipes (timm's `no_weight_decay`: cpb_mlp, logit_scale).
+NO_DECAY_NAMES_V2 = NO_DECAY_NAMES + ("cpb_fc1", "cpb_fc2", "logit_scale")
 
 
 @keras.saving.register_keras_serializable(package="keras_swin")
@@ -53,6 +57,17 @@ class SwinTransformerV2(SwinTransformer):
     def _make_merging(self, **kwargs):
         return PatchMergingV2(**kwargs)
 
+    def checkpoint_version(self):
+        return 2
+
+    def load_checkpoint(self, weights):
+        """Loads `weights` with the V2 mapping and window checks
+        (`keras_swin.checkpoints.swin_v2.load_weights`); returns the layout loaded."""
+        return swin_v2_checkpoints.load_weights(self, weights)
+
+    def no_weight_decay(self):
+        return NO_DECAY_NAMES_V2
+
     def get_config(self):
         return {**super().get_config(), "pretrained_window_sizes": list(self.pretrained_window_sizes)}
 
@@ -65,7 +80,7 @@ BASE_DOCSTRING = """Instantiates the {variant} architecture (Swin Transformer V2
     Args:
         include_top: bool, add global average pooling and a Dense classifier. Default True.
         weights: None, a path to weights (Keras, Hugging Face, timm or official), or a
-            preset name ("imagenet", "in1k", ...; see `keras_swin.presets`). Default None.
+            preset name ("imagenet", "in1k", ...; see `keras_swin.checkpoints.presets`). Default None.
         input_shape: optional (H, W, 3); H and W may be None. Default (None, None, 3).
         input_tensor: optional Keras tensor to use as the image input.
         pooling: None, "avg" or "max", used when `include_top=False`.
@@ -86,58 +101,25 @@ BASE_DOCSTRING = """Instantiates the {variant} architecture (Swin Transformer V2
 """
 
 
-def build_model_v2(
-    variant,
-    include_top=True,
-    weights=None,
-    input_shape=None,
-    input_tensor=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=True,
-    window_size=None,
-    pretrained_window_sizes=None,
-    drop_path_rate=None,
-    pyramid_norm=False,
-    include_final_norm=True,
-    always_partition=False,
-    name=None,
-    dtype=None,
-):
-    """Builds the named V2 variant ("swinv2_t", "swinv2_s", "swinv2_b" or "swinv2_l")."""
-    base = variant.replace("swinv2_", "swin_")
-    if not variant.startswith("swinv2_") or base not in MODEL_CONFIGS:
-        raise ValueError(
-            f"Unknown model '{variant}'; expected one of {sorted('swinv2_' + v[5:] for v in MODEL_CONFIGS)}."
-        )
-    if isinstance(weights, str) and not weights.endswith(WEIGHTS_SUFFIXES):
-        # A preset carries its window and pretrained windows; explicit arguments win.
-        from keras_swin.presets import v2_preset
-
-        _, preset_window, preset_pretrained, _ = v2_preset(variant, weights, window_size)
+def build_model_v2(variant, weights=None, window_size=None, pretrained_window_sizes=None, name=None, **kwargs):
+    """Builds the named V2 variant ("swinv2_t", "swinv2_s", "swinv2_b" or "swinv2_l"); the
+    other arguments are `build_model`'s (see `SwinV2T`). A preset name for `weights` supplies
+    its window and pretrained windows unless they are given."""
+    if variant not in V2_NAMES:
+        raise ValueError(f"Unknown model '{variant}'; expected one of {sorted(V2_NAMES)}.")
+    if isinstance(weights, str) and not is_weights_file(weights):
+        _, preset_window, preset_pretrained, _ = presets.v2_preset(variant, weights, window_size)
         window_size = window_size or preset_window
         if pretrained_window_sizes is None:
             pretrained_window_sizes = preset_pretrained
     return build_model(
-        base,
-        include_top=include_top,
+        V2_NAMES[variant],
         weights=weights,
-        input_shape=input_shape,
-        input_tensor=input_tensor,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        include_preprocessing=include_preprocessing,
         window_size=window_size or 8,
-        drop_path_rate=drop_path_rate,
-        pyramid_norm=pyramid_norm,
-        include_final_norm=include_final_norm,
-        always_partition=always_partition,
         name=name or variant,
-        dtype=dtype,
         model_class=SwinTransformerV2,
         pretrained_window_sizes=pretrained_window_sizes,
+        **kwargs,
     )
 
 
@@ -160,6 +142,6 @@ def SwinV2L(**kwargs):
 for _factory, _variant in ((SwinV2T, "swinv2_t"), (SwinV2S, "swinv2_s"), (SwinV2B, "swinv2_b"), (SwinV2L, "swinv2_l")):
     _factory.__doc__ = BASE_DOCSTRING.format(
         variant=_factory.__name__,
-        drop_path_rate=MODEL_CONFIGS[_variant.replace("swinv2_", "swin_")]["drop_path_rate"],
+        drop_path_rate=MODEL_CONFIGS[V2_NAMES[_variant]]["drop_path_rate"],
         name=_variant,
     )

@@ -7,7 +7,7 @@
 import hashlib
 import os
 
-from keras_swin.models import MODEL_CONFIGS
+from keras_swin.configs import MODEL_CONFIGS
 
 # (variant, window) -> {tag: Hub repository of timm's safetensors checkpoint}.
 PRESETS = {
@@ -117,14 +117,12 @@ def download(repository, filenames):
 
 
 def resolve_preset(model, name):
-    """Downloads (or finds in the cache) the checkpoint for preset `name`; returns its path."""
-    if type(model).__name__ == "SwinTransformerV2":
-        return resolve_v2_preset(model, name)
+    """Downloads (or finds in the cache) the Swin V1 checkpoint for preset `name`; returns its path."""
     return download(preset_repository(model_variant(model), model.window_size, name), [CHECKPOINT_FILE])
 
 
 # UPerNet on ADE20K (150 classes), converted from mmseg by Hugging Face; the backbone
-# window of each is the one in `keras_swin.upernet.UPERNET_WINDOWS`.
+# window of each is the one in `keras_swin.configs.UPERNET_WINDOWS`.
 UPERNET_PRESETS = {
     ("swin_t", 7): "openmmlab/upernet-swin-tiny",
     ("swin_s", 7): "openmmlab/upernet-swin-small",
@@ -203,6 +201,7 @@ def v2_preset(variant, name, window_size=None):
 
 
 def resolve_v2_preset(model, name):
+    """The checkpoint path of Swin V2 preset `name` for `model`'s variant and window."""
     variant = model_variant(model)
     variant = variant and variant.replace("swin_", "swinv2_")
     repository, window, pretrained, _ = v2_preset(variant, name, model.window_size)

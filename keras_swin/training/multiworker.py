@@ -138,3 +138,10 @@ def weights_digest(model):
         digest.update(variable.path.encode())
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable.value)).tobytes())
     return digest.hexdigest()
+
+
+def report_weights(model):
+    """Prints this worker's weights digest, so that the workers' logs can be compared."""
+    import jax  # the multi-worker path runs on the JAX backend only
+
+    print(f"worker {jax.process_index()} of {jax.process_count()}: weights sha256 {weights_digest(model)}", flush=True)

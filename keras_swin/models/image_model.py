@@ -1,9 +1,63 @@
-"""The checks every keras_swin model applies to the images it is given."""
+"""The base of every keras_swin model: the checks it applies to the images it is given,
+the resolution of its `dtype` argument, and the batching of arrays in `predict`."""
 
 import keras
 import numpy as np
 
 CHANNELS = 3
+
+
+def resolve_dtype_policy(dtype):
+    """The `DTypePolicy` for a model's `dtype` argument: None means the global policy."""
+    if dtype is None:
+        return keras.config.dtype_policy()
+    try:
+        return keras.dtype_policies.get(dtype)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"`dtype` must be a dtype policy name such as 'float32' or 'mixed_bfloat16', or a "
+            f"keras.DTypePolicy; received dtype={dtype!r} ({error})."
+        ) from None
+
+
+def check_input_shape(input_shape, channels):
+    """`input_shape` as a tuple `(H, W, channels)` (None: any size); a ValueError otherwise."""
+    if input_shape is None:
+        return (None, None, channels)
+    input_shape = tuple(None if d is None else int(d) for d in input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) for a rank-4 image batch; "
+            f"received input_shape={input_shape}."
+        )
+    if input_shape[-1] != channels:
+        raise ValueError(
+            f"`input_shape` must have {channels} channels; received input_shape={input_shape}."
+        )
+    for size in input_shape[:2]:
+        if size is not None and size < 1:
+            raise ValueError(
+                "Images must be at least 1x1 pixel (padded to one patch); received "
+                f"input_shape={input_shape}."
+            )
+    return input_shape
+
+
+def image_input(input_shape, input_tensor):
+    """The model's image input: a new `keras.Input`, or the given tensor."""
+    if input_tensor is None:
+        return keras.Input(shape=input_shape, name="images")
+    if keras.backend.is_keras_tensor(input_tensor):
+        return input_tensor
+    return keras.Input(tensor=input_tensor, shape=input_shape, name="images")
+
+
+def array_batches(images, batch_size):
+    """A `tf.data` pipeline of `batch_size` batches (the last may be smaller) over an
+    array or tensor of images `(N, H, W, C)`, in order (TensorFlow backend only)."""
+    import tensorflow as tf  # only on the TensorFlow backend; the other backends never import it
+
+    return tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def check_image_shape(shape, where):
@@ -80,8 +134,6 @@ class ImageModel(keras.Model):
         self._check_data(x, "predict")
         is_array = isinstance(x, np.ndarray) or keras.ops.is_tensor(x)
         if keras.backend.backend() == "tensorflow" and steps is None and is_array:
-            from keras_swin.data import array_batches
-
             x, batch_size = array_batches(x, batch_size or 32), None
         return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
 
@@ -97,3 +149,15 @@ class ImageModel(keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_data(x, "evaluate")
         return super().evaluate(x, y, *args, **kwargs)
+
+    def get_config(self):
+        # The arguments every keras_swin model takes; each family adds its own.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

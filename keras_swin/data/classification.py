@@ -198,12 +198,6 @@ def load_data(spec, image_size, data_dir=None, seed=0):
     )
 
 
-def array_batches(images, batch_size):
-    """A `tf.data` pipeline of `batch_size` batches (the last may be smaller) over an
-    array or tensor of images `(N, H, W, C)`, in order."""
-    return tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(AUTOTUNE)
-
-
 def random_resized_crop(images, image_size, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), seed=None):
     """Crops a random box of `scale` area fraction and `ratio` aspect from each image and
     resizes it back to `image_size` (the Inception-style crop of the official recipe)."""

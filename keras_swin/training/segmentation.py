@@ -2,7 +2,7 @@
 (plus the auxiliary head at 0.4), the classification recipe's AdamW, schedule, clipping,
 mixed precision, XLA, resume and seed, IoU metrics, mask plots and export.
 
-`keras-swin train --task segmentation` runs `train_segmentation(TrainConfig(...))`.
+`keras-swin train --task segmentation` runs `train_segmentation(config, strategy)`.
 """
 
 import json
@@ -11,32 +11,13 @@ import os
 import keras
 import numpy as np
 
-from keras_swin import segmentation_data
-from keras_swin.backbone import SwinTransformer
-from keras_swin.segmentation_data import IGNORE_INDEX
-from keras_swin.upernet import UPerNet, build_upernet
+from keras_swin.configs import SMALL_SEGMENTERS
+from keras_swin.data import segmentation as segmentation_data
+from keras_swin.data.segmentation import IGNORE_INDEX
+from keras_swin.models.swin import SwinTransformer
+from keras_swin.models.upernet import UPerNet, build_upernet
+from keras_swin.training import recipe
 
-# Small segmenters for CPUs and small scenes.
-SMALL_SEGMENTERS = {
-    # Chosen on the validation scenes among the settings listed in the README.
-    # The detail branch (1/2-resolution skip from the image) raised test mean IoU from 0.83 to
-    # 0.88 with the same recipe: the 1/4-resolution output alone blurs the thin strokes.
-    "upernet_swin_scenes": dict(
-        backbone=dict(patch_size=4, embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4,
-                      drop_path_rate=0.0),
-        channels=48,
-        detail_channels=16,
-        image_size=64,
-    ),
-    "upernet_swin_nano": dict(
-        backbone=dict(patch_size=2, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4,
-                      drop_path_rate=0.0),
-        channels=16,
-        image_size=32,
-    ),
-}
-LARGE_SEGMENTERS = ("upernet_swin_t", "upernet_swin_s", "upernet_swin_b", "upernet_swin_l")
-SEGMENTER_NAMES = tuple(SMALL_SEGMENTERS) + LARGE_SEGMENTERS
 AUXILIARY_WEIGHT = 0.4
 # A fixed palette: background black, then distinct colours (repeating after 20 classes).
 PALETTE = np.array(
@@ -46,12 +27,6 @@ PALETTE = np.array(
      [255, 215, 180], [0, 0, 128]], dtype=np.uint8,
 )
 IGNORE_COLOUR = (128, 128, 128)
-
-
-def segmenter_image_size(config):
-    if config.image_size:
-        return config.image_size
-    return SMALL_SEGMENTERS[config.model]["image_size"] if config.model in SMALL_SEGMENTERS else 512
 
 
 def create_segmenter(config, num_classes):
@@ -76,9 +51,7 @@ def create_segmenter(config, num_classes):
             name=config.model,
         )
     if config.weights:
-        from keras_swin.weights import load_upernet_weights
-
-        load_upernet_weights(model, config.weights)
+        model.load_checkpoint(config.weights)
     return model
 
 
@@ -87,10 +60,8 @@ def segmentation_loss():
 
 
 def compile_segmenter(model, config, steps_per_epoch, num_classes):
-    """The recipe's AdamW and schedule (`train.create_optimizer`), the ignoring
+    """The recipe's AdamW and schedule (`recipe.create_optimizer`), the ignoring
     cross-entropy (auxiliary head at 0.4) and the mean IoU metric on the main logits."""
-    from keras_swin.train import create_optimizer
-
     mean_iou = keras.metrics.MeanIoU(
         num_classes, ignore_class=IGNORE_INDEX, sparse_y_pred=False, name="mean_iou"
     )
@@ -101,7 +72,7 @@ def compile_segmenter(model, config, steps_per_epoch, num_classes):
     else:
         loss, loss_weights, metrics = segmentation_loss(), None, [mean_iou]
     model.compile(
-        optimizer=create_optimizer(config, model, steps_per_epoch),
+        optimizer=recipe.create_optimizer(config, model, steps_per_epoch),
         loss=loss,
         loss_weights=loss_weights,
         metrics=metrics,
@@ -165,7 +136,7 @@ def colourise(mask):
 
 
 def plot_predictions(images, masks, predictions, class_names, path, count=8):
-    import matplotlib
+    import matplotlib  # a plotting back end is chosen before pyplot is imported
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -190,37 +161,12 @@ def plot_predictions(images, masks, predictions, class_names, path, count=8):
     plt.close(figure)
 
 
-def plot_curves(history, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, keys, title in (
-        (axes[0], ("loss", "val_loss"), "loss"),
-        (axes[1], ("mean_iou", "val_mean_iou", "logits_mean_iou", "val_logits_mean_iou"), "mean IoU"),
-    ):
-        for key in keys:
-            if key in history:
-                axis.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
-        axis.set_xlabel("epoch")
-        axis.set_title(title)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
 # --------------------------------------------------------------------------- the job
 
 
-def train_segmentation(config, strategy=None):
+def train_segmentation(config, strategy):
     """Trains, evaluates and exports a Swin UPerNet segmenter. Returns the metrics dict."""
-    from keras_swin import train as recipe
-
-    strategy = strategy or recipe.strategy_for(config)
-    size = segmenter_image_size(config)
+    size = recipe.image_size_for(config)
     splits = segmentation_data.load_segmentation_data(config.data, size, config.data_dir, config.seed)
     num_classes = len(splits.class_names)
     for name, (_, masks) in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
@@ -249,6 +195,7 @@ def train_segmentation(config, strategy=None):
     matrix = confusion_matrix(test_masks, predictions, num_classes)
     metrics = {
         "task": "segmentation",
+        "output": config.output,
         "model": config.model,
         "data": config.data,
         **iou_metrics(matrix, splits.class_names),
@@ -259,7 +206,8 @@ def train_segmentation(config, strategy=None):
         "test_images": int(len(test_images)),
     }
     output = os.path.abspath(config.output)
-    plot_curves(recipe.history_from_csv(history_path), os.path.join(output, "training_curves.png"))
+    recipe.plot_curves(recipe.history_from_csv(history_path), os.path.join(output, "training_curves.png"),
+                       "mean IoU", ("mean_iou", "val_mean_iou", "logits_mean_iou", "val_logits_mean_iou"))
     plot_predictions(test_images, test_masks, predictions, splits.class_names,
                      os.path.join(output, "predictions.png"))
     if config.export:

@@ -7,63 +7,54 @@ import re
 
 import numpy as np
 
+from keras_swin.checkpoints.swin import resize_bias_table
+from keras_swin.configs import IMAGENET_MEAN, IMAGENET_STD
+
+# Official -> transformers (>= 5) names: the rows both versions share, then each version's.
 _OFFICIAL_TO_HF = (
-    (r"^patch_embed\.proj\.", "swin.embeddings.patch_embeddings.projection."),
-    (r"^patch_embed\.norm\.", "swin.embeddings.norm."),
-    (r"^layers\.", "swin.encoder.layers."),
+    (r"^patch_embed\.proj\.", "{trunk}.embeddings.patch_embeddings.projection."),
+    (r"^patch_embed\.norm\.", "{trunk}.embeddings.norm."),
+    (r"^layers\.", "{trunk}.encoder.layers."),
     (r"\.norm1\.", ".layernorm_before."),
     (r"\.norm2\.", ".layernorm_after."),
-    (r"\.attn\.relative_position_bias_table$", ".attention.relative_position_bias.relative_position_bias_table"),
-    (r"\.attn\.proj\.", ".attention.o_proj."),
-    (r"^norm\.", "swin.layernorm."),
+    (r"^norm\.", "{trunk}.layernorm."),
     (r"^head\.", "classifier."),
 )
+_OFFICIAL_TO_HF_VERSION = {
+    1: (
+        (r"\.attn\.relative_position_bias_table$", ".attention.relative_position_bias.relative_position_bias_table"),
+        (r"\.attn\.proj\.", ".attention.o_proj."),
+    ),
+    2: (
+        (r"\.attn\.logit_scale$", ".attention.self.logit_scale"),
+        (r"\.attn\.cpb_mlp\.", ".attention.self.continuous_position_bias_mlp."),
+        (r"\.attn\.q_bias$", ".attention.self.query.bias"),
+        (r"\.attn\.v_bias$", ".attention.self.value.bias"),
+        (r"\.attn\.proj\.", ".attention.output.dense."),
+        (r"\.mlp\.fc1\.", ".intermediate.dense."),
+        (r"\.mlp\.fc2\.", ".output.dense."),
+    ),
+}
+# Where the fused qkv goes: V1 has q/k/v projections with biases, V2 query/key/value weights
+# (its q and v biases are separate keys, and k has none).
+_QKV_PARTS = {1: ("attention.q_proj", "attention.k_proj", "attention.v_proj"),
+              2: ("attention.self.query", "attention.self.key", "attention.self.value")}
 
 
-def official_to_huggingface(state):
-    """Renames an official-layout state dict to transformers' (>= 5) SwinForImageClassification."""
+def official_to_huggingface(state, version=1):
+    """Renames an official-layout Swin state dict to transformers' (>= 5)
+    `SwinForImageClassification` (version 1) or `Swinv2ForImageClassification` (version 2)."""
+    trunk = "swin" if version == 1 else "swinv2"
+    rules = [(p, r.format(trunk=trunk)) for p, r in _OFFICIAL_TO_HF] + list(_OFFICIAL_TO_HF_VERSION[version])
     converted = {}
     for key, value in state.items():
-        for pattern, replacement in _OFFICIAL_TO_HF:
+        for pattern, replacement in rules:
             key = re.sub(pattern, replacement, key)
         match = re.match(r"^(.*)\.attn\.qkv\.(weight|bias)$", key)
         if match:
             prefix, kind = match.groups()
-            for part, chunk in zip(("q_proj", "k_proj", "v_proj"), np.split(value, 3, axis=0)):
-                converted[f"{prefix}.attention.{part}.{kind}"] = chunk
-        else:
-            converted[key] = value
-    return converted
-
-
-_OFFICIAL_TO_HF_V2 = (
-    (r"^patch_embed\.proj\.", "swinv2.embeddings.patch_embeddings.projection."),
-    (r"^patch_embed\.norm\.", "swinv2.embeddings.norm."),
-    (r"^layers\.", "swinv2.encoder.layers."),
-    (r"\.norm1\.", ".layernorm_before."),
-    (r"\.norm2\.", ".layernorm_after."),
-    (r"\.attn\.logit_scale$", ".attention.self.logit_scale"),
-    (r"\.attn\.cpb_mlp\.", ".attention.self.continuous_position_bias_mlp."),
-    (r"\.attn\.q_bias$", ".attention.self.query.bias"),
-    (r"\.attn\.v_bias$", ".attention.self.value.bias"),
-    (r"\.attn\.proj\.", ".attention.output.dense."),
-    (r"\.mlp\.fc1\.", ".intermediate.dense."),
-    (r"\.mlp\.fc2\.", ".output.dense."),
-    (r"^norm\.", "swinv2.layernorm."),
-    (r"^head\.", "classifier."),
-)
-
-
-def official_to_huggingface_v2(state):
-    """Renames an official-layout Swin V2 state dict to transformers' Swinv2ForImageClassification."""
-    converted = {}
-    for key, value in state.items():
-        for pattern, replacement in _OFFICIAL_TO_HF_V2:
-            key = re.sub(pattern, replacement, key)
-        if key.endswith(".attn.qkv.weight"):
-            prefix = key[: -len(".attn.qkv.weight")]
-            for part, chunk in zip(("query", "key", "value"), np.split(value, 3, axis=0)):
-                converted[f"{prefix}.attention.self.{part}.weight"] = chunk
+            for part, chunk in zip(_QKV_PARTS[version], np.split(value, 3, axis=0)):
+                converted[f"{prefix}.{part}.{kind}"] = chunk
         else:
             converted[key] = value
     return converted
@@ -86,7 +77,7 @@ def _huggingface_reference_v2(model, state, classes):
         layer_norm_eps=model.norm_epsilon,
     )
     reference = Swinv2ForImageClassification(config).eval()
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in official_to_huggingface_v2(state).items()}
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in official_to_huggingface(state, version=2).items()}
     if "head.weight" not in state:
         tensors.update({k: v for k, v in reference.state_dict().items() if k.startswith("classifier.")})
     reference.load_state_dict(tensors, strict=True)
@@ -98,10 +89,8 @@ def huggingface_reference(model, state):
     import torch
     from transformers import SwinConfig, SwinForImageClassification
 
-    from keras_swin.weights import resize_bias_table
-
     classes = state["head.weight"].shape[0] if "head.weight" in state else 1
-    if type(model).__name__ == "SwinTransformerV2":
+    if model.checkpoint_version() == 2:
         return _huggingface_reference_v2(model, state, classes)
     side = 2 * model.window_size - 1
     state = {
@@ -133,8 +122,6 @@ def measure_parity(model, state, image_size=224, seed=0):
     images: `{"features": final normalised map, "outputs": logits or probabilities}`."""
     import keras
     import torch
-
-    from keras_swin.backbone import IMAGENET_MEAN, IMAGENET_STD
 
     rng = np.random.default_rng(seed)
     normalised = rng.standard_normal((2, image_size, image_size, 3)).astype("float32")

@@ -3,17 +3,110 @@ and the Swin configurations of the Swin paper's ADE20K results (mmseg / Hugging 
 
 import keras
 
-from keras_swin.backbone import resolve_dtype_policy
-from keras_swin.image_model import ImageModel
+from keras_swin.checkpoints import upernet as upernet_checkpoints
+from keras_swin.configs import MODEL_CONFIGS, UPERNET_WINDOWS
 from keras_swin.layers import AdaptiveAveragePooling2D, BilinearResize
-from keras_swin.models import MODEL_CONFIGS, build_model
+from keras_swin.models.image_model import ImageModel, resolve_dtype_policy
+from keras_swin.models.swin import build_model
+from keras_swin.utils import check_rates
 
 LEVELS = ("P2", "P3", "P4", "P5")
 
 
-def _conv_initializer():
-    # mmseg's ConvModule: Kaiming normal, fan_out, for ReLU.
-    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+# --------------------------------------------------------------------------- decoder pieces
+# Each piece adds layers to a functional graph; `UPerNet` composes them, and another decoder
+# over `pyramid_outputs` can reuse them. Layer names are stable: the checkpoint mapping
+# (`keras_swin.checkpoints.upernet`) finds the layers by them.
+
+
+def conv_bn_relu(x, filters, kernel_size, prefix, policy, norm_epsilon=1e-5, strides=1):
+    """mmseg's ConvModule: conv without bias (Kaiming normal, fan_out) + BatchNorm + ReLU."""
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal"),
+        dtype=policy,
+        name=f"{prefix}_conv",
+    )(x)
+    x = keras.layers.BatchNormalization(epsilon=norm_epsilon, momentum=0.9, dtype=policy, name=f"{prefix}_bn")(x)
+    return keras.layers.ReLU(dtype=policy, name=f"{prefix}_relu")(x)
+
+
+def pyramid_pooling(coarsest, pool_scales, channels, policy, norm_epsilon=1e-5):
+    """The pyramid pooling module: the coarsest map and its adaptive average pools at each
+    scale (1x1 conv, resized back), concatenated, then a 3x3 bottleneck."""
+    pooled = [coarsest]
+    for scale in pool_scales:
+        branch = AdaptiveAveragePooling2D(scale, dtype=policy, name=f"ppm{scale}_pool")(coarsest)
+        branch = conv_bn_relu(branch, channels, 1, f"ppm{scale}", policy, norm_epsilon)
+        pooled.append(BilinearResize(dtype=policy, name=f"ppm{scale}_upsample")([branch, coarsest]))
+    merged = keras.layers.Concatenate(dtype=policy, name="ppm_concat")(pooled)
+    return conv_bn_relu(merged, channels, 3, "ppm_bottleneck", policy, norm_epsilon)
+
+
+def feature_pyramid(features, top, channels, policy, norm_epsilon=1e-5):
+    """The FPN: 1x1 laterals on the finer levels, the top-down path of resize-and-add from
+    `top` (the pooled coarsest level), and a 3x3 conv on each finer level. Returns the maps,
+    finest first."""
+    laterals = [
+        conv_bn_relu(feature, channels, 1, f"lateral{index}", policy, norm_epsilon)
+        for index, feature in enumerate(features)
+    ]
+    laterals.append(top)
+    for index in range(len(laterals) - 1, 0, -1):
+        upsampled = BilinearResize(dtype=policy, name=f"topdown{index}_upsample")([laterals[index], laterals[index - 1]])
+        laterals[index - 1] = keras.layers.Add(dtype=policy, name=f"topdown{index - 1}_add")(
+            [laterals[index - 1], upsampled]
+        )
+    outputs = [
+        conv_bn_relu(laterals[index], channels, 3, f"fpn{index}", policy, norm_epsilon)
+        for index in range(len(features))
+    ]
+    return outputs + [laterals[-1]]
+
+
+def fuse(maps, channels, policy, norm_epsilon=1e-5):
+    """Every map resized to the finest, concatenated, and mixed by a 3x3 conv."""
+    resized = [maps[0]] + [
+        BilinearResize(dtype=policy, name=f"fuse{index}_upsample")([maps[index], maps[0]])
+        for index in range(1, len(maps))
+    ]
+    fused = keras.layers.Concatenate(dtype=policy, name="fuse_concat")(resized)
+    return conv_bn_relu(fused, channels, 3, "fuse", policy, norm_epsilon)
+
+
+def detail_branch(images, fused, detail_channels, channels, policy, norm_epsilon=1e-5):
+    """A shallow branch on the image at 1/2 resolution, fused with the decoder's 1/4 map
+    before the classifier (as DeepLabV3+ fuses low-level features): edges and thin strokes
+    that a 1/4-resolution output blurs."""
+    detail = keras.layers.Rescaling(1.0 / 255.0, dtype=policy, name="detail_rescale")(images)
+    detail = conv_bn_relu(detail, detail_channels, 3, "detail1", policy, norm_epsilon, strides=2)
+    detail = conv_bn_relu(detail, detail_channels, 3, "detail2", policy, norm_epsilon)
+    upsampled = BilinearResize(dtype=policy, name="detail_upsample")([fused, detail])
+    fused = keras.layers.Concatenate(dtype=policy, name="detail_concat")([upsampled, detail])
+    return conv_bn_relu(fused, channels, 3, "detail_fuse", policy, norm_epsilon)
+
+
+# --------------------------------------------------------------------------- heads
+
+
+def classifier_head(x, num_classes, prefix, reference, dropout_rate, activation, policy):
+    """Dropout, a 1x1 classifier and a float32 bilinear resize to `reference`'s size."""
+    x = keras.layers.Dropout(dropout_rate, dtype=policy, name=f"{prefix}_dropout")(x)
+    x = keras.layers.Conv2D(
+        num_classes,
+        1,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        dtype="float32",
+        name=f"{prefix}_classifier",
+    )(x)
+    x = BilinearResize(dtype="float32", name=f"{prefix}_upsample")([x, reference])
+    if activation is not None:
+        x = keras.layers.Activation(activation, dtype="float32", name=f"{prefix}_{activation}")(x)
+    return x
 
 
 @keras.saving.register_keras_serializable(package="keras_swin")
@@ -47,7 +140,7 @@ class UPerNet(ImageModel):
         norm_epsilon: float, BatchNorm epsilon. Default 1e-5.
         activation: None (logits), "softmax" or "sigmoid", applied to the outputs.
         weights: None, a path to a Keras, Hugging Face or mmseg checkpoint, or "ade20k"
-            (see `keras_swin.weights.load_upernet_weights`).
+            (see `keras_swin.checkpoints.upernet.load_upernet_weights`).
         name: str. Default "upernet".
         dtype: None (the global policy), a policy name or a `keras.DTypePolicy`. The
             classifiers and the final resize compute in float32.
@@ -96,8 +189,7 @@ class UPerNet(ImageModel):
         ):
             if int(value) < 1:
                 raise ValueError(f"`{arg_name}` must be >= 1; received {arg_name}={value}.")
-        if not 0.0 <= dropout_rate < 1.0:
-            raise ValueError(f"`dropout_rate` must be in [0, 1); received dropout_rate={dropout_rate}.")
+        check_rates(dropout_rate=dropout_rate)
         if activation not in (None, "softmax", "sigmoid"):
             raise ValueError(
                 f"`activation` must be None, 'softmax' or 'sigmoid'; received activation={activation!r}."
@@ -109,78 +201,21 @@ class UPerNet(ImageModel):
         policy = resolve_dtype_policy(dtype)
         channels, num_classes, detail_channels = int(channels), int(num_classes), int(detail_channels)
 
-        def conv_bn_relu(x, filters, kernel_size, prefix, strides=1):
-            x = keras.layers.Conv2D(
-                filters,
-                kernel_size,
-                strides=strides,
-                padding="same",
-                use_bias=False,
-                kernel_initializer=_conv_initializer(),
-                dtype=policy,
-                name=f"{prefix}_conv",
-            )(x)
-            x = keras.layers.BatchNormalization(
-                epsilon=norm_epsilon, momentum=0.9, dtype=policy, name=f"{prefix}_bn"
-            )(x)
-            return keras.layers.ReLU(dtype=policy, name=f"{prefix}_relu")(x)
-
-        def classify(x, prefix, reference):
-            x = keras.layers.Dropout(dropout_rate, dtype=policy, name=f"{prefix}_dropout")(x)
-            x = keras.layers.Conv2D(
-                num_classes,
-                1,
-                kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                dtype="float32",
-                name=f"{prefix}_classifier",
-            )(x)
-            x = BilinearResize(dtype="float32", name=f"{prefix}_upsample")([x, reference])
-            if activation is not None:
-                x = keras.layers.Activation(activation, dtype="float32", name=f"{prefix}_{activation}")(x)
-            return x
-
         # === Functional graph ===
         extractor = keras.Model(
             backbone.inputs, {level: pyramid[level] for level in LEVELS}, name=f"{backbone.name}_pyramid"
         )
         inputs = keras.Input(shape=tuple(backbone.input.shape[1:]), name="images")
         features = extractor(inputs)
-        coarsest = features["P5"]
-        pooled = [coarsest]
-        for scale in pool_scales:
-            branch = AdaptiveAveragePooling2D(scale, dtype=policy, name=f"ppm{scale}_pool")(coarsest)
-            branch = conv_bn_relu(branch, channels, 1, f"ppm{scale}")
-            pooled.append(BilinearResize(dtype=policy, name=f"ppm{scale}_upsample")([branch, coarsest]))
-        merged = keras.layers.Concatenate(dtype=policy, name="ppm_concat")(pooled)
-        laterals = [conv_bn_relu(features[level], channels, 1, f"lateral{index}") for index, level in enumerate(LEVELS[:-1])]
-        laterals.append(conv_bn_relu(merged, channels, 3, "ppm_bottleneck"))
-        for index in range(len(laterals) - 1, 0, -1):
-            upsampled = BilinearResize(dtype=policy, name=f"topdown{index}_upsample")(
-                [laterals[index], laterals[index - 1]]
-            )
-            laterals[index - 1] = keras.layers.Add(dtype=policy, name=f"topdown{index - 1}_add")(
-                [laterals[index - 1], upsampled]
-            )
-        outputs = [conv_bn_relu(laterals[index], channels, 3, f"fpn{index}") for index in range(len(LEVELS) - 1)]
-        outputs.append(laterals[-1])
-        for index in range(1, len(outputs)):
-            outputs[index] = BilinearResize(dtype=policy, name=f"fuse{index}_upsample")([outputs[index], outputs[0]])
-        fused = keras.layers.Concatenate(dtype=policy, name="fuse_concat")(outputs)
-        fused = conv_bn_relu(fused, channels, 3, "fuse")
+        top = pyramid_pooling(features["P5"], pool_scales, channels, policy, norm_epsilon)
+        maps = feature_pyramid([features[level] for level in LEVELS[:-1]], top, channels, policy, norm_epsilon)
+        fused = fuse(maps, channels, policy, norm_epsilon)
         if detail_channels:
-            # A shallow branch on the image at 1/2 resolution, fused with the decoder's 1/4
-            # map before the classifier (as DeepLabV3+ fuses low-level features): edges and
-            # thin strokes that a 1/4-resolution output blurs.
-            detail = keras.layers.Rescaling(1.0 / 255.0, dtype=policy, name="detail_rescale")(inputs)
-            detail = conv_bn_relu(detail, detail_channels, 3, "detail1", strides=2)
-            detail = conv_bn_relu(detail, detail_channels, 3, "detail2")
-            upsampled = BilinearResize(dtype=policy, name="detail_upsample")([fused, detail])
-            fused = keras.layers.Concatenate(dtype=policy, name="detail_concat")([upsampled, detail])
-            fused = conv_bn_relu(fused, channels, 3, "detail_fuse")
-        logits = classify(fused, "decode", inputs)
+            fused = detail_branch(inputs, fused, detail_channels, channels, policy, norm_epsilon)
+        logits = classifier_head(fused, num_classes, "decode", inputs, dropout_rate, activation, policy)
         if auxiliary_head:
-            auxiliary = conv_bn_relu(features["P4"], int(auxiliary_channels), 3, "auxiliary")
-            auxiliary = classify(auxiliary, "auxiliary", inputs)
+            auxiliary = conv_bn_relu(features["P4"], int(auxiliary_channels), 3, "auxiliary", policy, norm_epsilon)
+            auxiliary = classifier_head(auxiliary, num_classes, "auxiliary", inputs, dropout_rate, activation, policy)
             model_outputs = {"logits": logits, "auxiliary_logits": auxiliary}
         else:
             model_outputs = logits
@@ -200,12 +235,21 @@ class UPerNet(ImageModel):
         self.activation = activation
 
         if weights is not None:
-            from keras_swin.weights import load_upernet_weights
+            self.load_checkpoint(weights)
 
-            load_upernet_weights(self, weights)
+    def load_checkpoint(self, weights):
+        """Loads `weights` (a file or "ade20k") with UPerNet's mapping
+        (`keras_swin.checkpoints.upernet.load_upernet_weights`); returns the layout loaded."""
+        return upernet_checkpoints.load_upernet_weights(self, weights)
+
+    def no_weight_decay(self):
+        """The backbone's no-decay variables, and the decoder's biases and BatchNorms."""
+        backbone_names = self.backbone.no_weight_decay() if hasattr(self.backbone, "no_weight_decay") else ()
+        return tuple(dict.fromkeys(backbone_names + ("bias", "gamma", "beta")))
 
     def get_config(self):
         return {
+            **super().get_config(),
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "num_classes": self.num_classes,
             "channels": self.channels,
@@ -216,19 +260,8 @@ class UPerNet(ImageModel):
             "detail_channels": self.detail_channels,
             "norm_epsilon": self.norm_epsilon,
             "activation": self.activation,
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-
-# The ADE20K configurations of mmseg and openmmlab/upernet-swin-* (window 12 for B and L,
-# whose backbones were pretrained at 384 on ImageNet-22K; drop path 0.3 throughout).
-UPERNET_WINDOWS = {"swin_t": 7, "swin_s": 7, "swin_b": 12, "swin_l": 12}
 
 UPERNET_DOCSTRING = """UPerNet with a {variant} backbone, as in the Swin paper's ADE20K results.
 

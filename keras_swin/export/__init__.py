@@ -1,0 +1,30 @@
+"""Export: SavedModel (TF Serving layout, with an image and an encoded-bytes signature) and
+TFLite with builtin ops only. TensorFlow-specific code lives here and in `keras_swin.data`."""
+
+from keras_swin.export.common import (
+    DEFAULT_IMAGE_SIZE,
+    decode_images,
+    is_segmenter,
+    named_outputs,
+    segmentation_logits,
+    serving_image_size,
+)
+from keras_swin.export.savedmodel import BYTES_SIGNATURE, IMAGE_SIGNATURE, to_saved_model
+from keras_swin.export.tflite import QUANTIZATIONS, compare_tflite, run_tflite, tflite_op_names, to_tflite
+
+__all__ = [
+    "BYTES_SIGNATURE",
+    "DEFAULT_IMAGE_SIZE",
+    "IMAGE_SIGNATURE",
+    "QUANTIZATIONS",
+    "compare_tflite",
+    "decode_images",
+    "is_segmenter",
+    "named_outputs",
+    "run_tflite",
+    "segmentation_logits",
+    "serving_image_size",
+    "tflite_op_names",
+    "to_saved_model",
+    "to_tflite",
+]

@@ -1,0 +1,410 @@
+"""The training recipe every task shares: `TrainConfig` and its checks, AdamW with each model
+family's no-decay set and optional layer-wise LR decay, warmup-cosine, clipping, the
+distribution strategy, the fit loop with its outputs (backup, checkpoints, history, logs,
+best.keras), the training curves and the export of the result.
+
+Each task (`training.classification`, `training.segmentation`) builds its data and model and
+calls `fit_with_recipe`; `keras_swin.train.train` dispatches on `TrainConfig.task`.
+"""
+
+import contextlib
+import csv
+import dataclasses
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_swin import export
+from keras_swin.configs import MODEL_NAMES, SEGMENTER_NAMES, SMALL_CONFIGS, SMALL_SEGMENTERS
+from keras_swin.training import multiworker
+
+logger = logging.getLogger("keras_swin")
+
+SELECT_OPTIONS = ("last", "val_loss", "val_accuracy", "val_mean_iou")
+TASKS = ("classification", "segmentation")
+STRATEGIES = ("auto", "mirrored", "multiworker")
+
+# The defaults that depend on the task; a field left at None takes them.
+TASK_DEFAULTS = {
+    "classification": dict(
+        data="digits", model="swin_digits", output="saved_models/swin_digits", augment="light",
+        epochs=60, batch_size=64, learning_rate=2e-3, warmup_epochs=3, jit_compile=True, auxiliary_head=False,
+    ),
+    "segmentation": dict(
+        data="digit-scenes", model="upernet_swin_scenes", output="saved_models/upernet_swin_scenes",
+        # Without XLA: on 64x64 scenes its compilation (about a minute) costs more than it saves.
+        # The auxiliary head (as in mmseg's UPerNet recipes) shortened the early plateau in
+        # which the model predicts only background, and steadied validation IoU. AdamW 8e-3
+        # ends that plateau sooner than 4e-3 (1.5e-3: none in 9 epochs; 1.2e-2: unstable).
+        augment="none", epochs=18, batch_size=32, learning_rate=8e-3, warmup_epochs=2, jit_compile=False,
+        auxiliary_head=True,
+    ),
+}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    task: str = "classification"
+    data: str = None
+    data_dir: str = None
+    model: str = None
+    weights: str = None
+    backbone_weights: str = None
+    auxiliary_head: bool = None
+    image_size: int = None
+    epochs: int = None
+    batch_size: int = None
+    learning_rate: float = None
+    min_learning_rate: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: int = None
+    label_smoothing: float = 0.1
+    clipnorm: float = 5.0  # clips the global gradient norm, as the official code does
+    drop_path_rate: float = None
+    layer_decay: float = None
+    freeze_backbone_epochs: int = 0
+    augment: str = None
+    flip: bool = False
+    random_resized_crop: bool = False
+    mixup: bool = False
+    cutmix: bool = False
+    mixed_precision: str = "off"
+    jit_compile: bool = None
+    # Which weights become best.keras: "last" (the final epoch, at the end of the cosine
+    # schedule), or the epoch with the lowest "val_loss" / highest "val_accuracy".
+    select: str = "last"
+    strategy: str = "auto"
+    seed: int = 0
+    output: str = None
+    resume: bool = False
+    export: bool = True
+    version: int = 1
+    verbose: int = 1
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"--task must be one of {list(TASKS)}; received {self.task!r}.")
+        for name, value in TASK_DEFAULTS[self.task].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+
+def check_config(config):
+    if config.task == "segmentation":
+        if config.model not in SEGMENTER_NAMES:
+            kind = "a classification-only model" if config.model in MODEL_NAMES else "unknown"
+            raise ValueError(
+                f"--task segmentation needs a segmentation model; {config.model!r} is {kind}. Expected one "
+                f"of {list(SEGMENTER_NAMES)}."
+            )
+        if config.freeze_backbone_epochs:
+            raise ValueError("--freeze-backbone-epochs is for classification; received it with --task segmentation.")
+        if config.select == "val_accuracy":
+            raise ValueError("--select val_accuracy is for classification; use val_mean_iou for segmentation.")
+    elif config.model not in MODEL_NAMES:
+        kind = " (a segmentation model: add --task segmentation)" if config.model in SEGMENTER_NAMES else ""
+        raise ValueError(f"Unknown model {config.model!r}{kind}; expected one of {list(MODEL_NAMES)}.")
+    elif config.select == "val_mean_iou" or config.backbone_weights or config.auxiliary_head:
+        raise ValueError(
+            "--select val_mean_iou, --backbone-weights and --auxiliary-head are for --task segmentation."
+        )
+    augments = ("none", "flip-scale-crop") if config.task == "segmentation" else ("light", "randaugment", "none")
+    if config.augment not in augments:
+        raise ValueError(f"--augment for --task {config.task} must be one of {list(augments)}; received {config.augment!r}.")
+    if config.mixed_precision not in ("off", "float16", "bfloat16"):
+        raise ValueError(
+            f"--mixed-precision must be off, float16 or bfloat16; received {config.mixed_precision!r}."
+        )
+    if config.select not in SELECT_OPTIONS:
+        raise ValueError(f"--select must be one of {list(SELECT_OPTIONS)}; received {config.select!r}.")
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {list(STRATEGIES)}; received {config.strategy!r}.")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError(
+            f"--epochs and --batch-size must be >= 1; received {config.epochs} and {config.batch_size}."
+        )
+    if not 0 <= config.freeze_backbone_epochs < config.epochs:
+        raise ValueError(
+            f"--freeze-backbone-epochs must be in [0, epochs={config.epochs}); received "
+            f"{config.freeze_backbone_epochs}."
+        )
+    if config.freeze_backbone_epochs and not config.weights:
+        raise ValueError("--freeze-backbone-epochs needs --weights (a pretrained backbone).")
+    output = os.path.abspath(config.output)
+    try:
+        os.makedirs(output, exist_ok=True)
+        # A probe file of its own: several workers may check the same --output at once.
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as error:
+        raise OSError(f"--output {config.output!r} is not writable: {error}") from error
+
+
+def image_size_for(config):
+    """The training image size: `--image-size`, else the small model's own, else 224 for a
+    classifier and 512 for a segmenter."""
+    if config.image_size:
+        return config.image_size
+    small = SMALL_SEGMENTERS if config.task == "segmentation" else SMALL_CONFIGS
+    if config.model in small:
+        return small[config.model]["image_size"]
+    return 512 if config.task == "segmentation" else 224
+
+
+def layerwise_multipliers(model, layer_decay):
+    """Learning-rate multipliers `decay ** (depth - layer_id)`: the embedding gets the
+    smallest, each block one more step, the final norm and head 1."""
+    num_layers = sum(model.depths) + 1
+    multipliers = {}
+    block_index = 0
+    for layer in model.layers:
+        if layer.name == "patch_embedding":
+            layer_id = 0
+        elif "_block" in layer.name:
+            block_index += 1
+            layer_id = block_index
+        elif "_merging" in layer.name:
+            layer_id = block_index
+        else:
+            layer_id = num_layers
+        for variable in layer.trainable_weights:
+            multipliers[variable.path] = layer_decay ** (num_layers - layer_id)
+    return multipliers
+
+
+@keras.saving.register_keras_serializable(package="keras_swin")
+class LayerwiseAdamW(keras.optimizers.AdamW):
+    """AdamW whose learning rate is scaled per variable by `lr_multipliers[variable.path]`.
+
+    The scales are looked up once, in `build`, by the Keras variables' paths: `update_step`
+    may receive the backend's own variable (a `tf.Variable` under a `tf.distribute` or XLA
+    step), which has no `.path`, so it finds its scale by the variable's index instead.
+    """
+
+    def __init__(self, lr_multipliers=None, **kwargs):
+        super().__init__(**kwargs)
+        self.lr_multipliers = dict(lr_multipliers or {})
+        self._lr_scales = []
+
+    def build(self, var_list):
+        super().build(var_list)
+        self._lr_scales = [float(self.lr_multipliers.get(v.path, 1.0)) for v in var_list]
+
+    def lr_scale(self, variable):
+        """The multiplier applied to `variable`'s learning rate."""
+        return self._lr_scales[self._get_variable_index(variable)]
+
+    def update_step(self, gradient, variable, learning_rate):
+        super().update_step(gradient, variable, learning_rate * self.lr_scale(variable))
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+
+
+def create_optimizer(config, model, steps_per_epoch):
+    """AdamW with warmup-cosine and clipping; the model family's `no_weight_decay()` names
+    (biases, norms, position-bias tables and, for Swin V2, its cpb MLP and logit scale) are
+    not decayed."""
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    warmup_steps = min(config.warmup_epochs * steps_per_epoch, total_steps - 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.min_learning_rate,
+        decay_steps=total_steps - warmup_steps,
+        alpha=config.min_learning_rate / config.learning_rate,
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup_steps,
+    )
+    # The official optimiser: AdamW eps 1e-8, gradients clipped by their global norm.
+    kwargs = dict(
+        learning_rate=schedule,
+        weight_decay=config.weight_decay,
+        epsilon=1e-8,
+        global_clipnorm=config.clipnorm,
+    )
+    if config.layer_decay:
+        optimizer = LayerwiseAdamW(layerwise_multipliers(model, config.layer_decay), **kwargs)
+    else:
+        optimizer = keras.optimizers.AdamW(**kwargs)
+    optimizer.exclude_from_weight_decay(var_names=list(model.no_weight_decay()))
+    return optimizer
+
+
+def strategy_for(config):
+    """The `tf.distribute` strategy that `config.strategy` names (TensorFlow backend; on
+    JAX and PyTorch only "auto", which places the model on the default device, and
+    "multiworker" on JAX, which `train` sets up through Keras's distribution API)."""
+    if config.strategy == "multiworker":
+        # Keras's distribution API on JAX (keras_swin.multiworker), set up by `train`.
+        return tf.distribute.get_strategy()
+    if config.strategy != "auto" and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"--strategy {config.strategy} needs the TensorFlow backend; KERAS_BACKEND is "
+            f"{keras.backend.backend()!r} (use --strategy auto)."
+        )
+    if config.strategy == "mirrored":
+        # All GPUs when there are any, else every logical CPU device.
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    return tf.distribute.get_strategy()
+
+
+def plot_curves(history, path, metric, metric_keys):
+    """Saves the loss curves and one metric's (training and validation) side by side."""
+    import matplotlib  # a plotting back end is chosen before pyplot is imported
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, keys, title in ((axes[0], ("loss", "val_loss"), "loss"), (axes[1], metric_keys, metric)):
+        for key in keys:
+            if key in history:
+                axis.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
+        axis.set_xlabel("epoch")
+        axis.set_title(title)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def history_from_csv(path):
+    history = {}
+    if not os.path.exists(path):
+        return history
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key != "epoch":
+                    history.setdefault(key, []).append(float(value))
+    return history
+
+
+def export_outputs(model, best_path, output, name, version, image_size=None, class_names=None):
+    """Writes the SavedModel (`serving/<name>/<version>/`) and `<name>.tflite` of a trained
+    model; returns the TFLite size in bytes. Export is a TensorFlow step: on another
+    backend it runs `keras-swin export` on `best_path` in a TensorFlow-backend subprocess."""
+    tflite_path = os.path.join(output, f"{name}.tflite")
+    if keras.backend.backend() == "tensorflow":
+        export.to_saved_model(model, os.path.join(output, "serving"), name=name, version=version,
+                              class_names=class_names, image_size=image_size)
+        return export.to_tflite(model, tflite_path, image_size=image_size)
+    command = [sys.executable, "-m", "keras_swin.cli", "export", best_path, "--format", "all",
+               "--output", output, "--name", name, "--version", str(version)]
+    if image_size:
+        command += ["--image-size", str(image_size[0])]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise OSError(f"Export (TensorFlow backend, in a subprocess) failed: {result.stderr[-2000:]}")
+    return os.path.getsize(tflite_path)
+
+
+def fit_with_recipe(model, config, train_ds, validation_ds, steps_per_epoch, monitor=None, unfreeze=None):
+    """Fits a compiled `model` for `config.epochs` of `steps_per_epoch` batches with the
+    outputs every task shares:
+    `backup/` (BackupAndRestore: `--resume` loses at most the epoch in progress),
+    `checkpoints/last.keras`, `history.csv`, TensorBoard `logs/`, and `best.keras` (the
+    final weights, or the best epoch of `monitor` for `--select val_*`).
+
+    With `freeze_backbone_epochs`, the first epochs run as compiled, then
+    `unfreeze(model)` makes the backbone trainable and recompiles, and training goes on.
+
+    Returns:
+        `(train_seconds, best_path, history_path)`.
+    """
+    output = os.path.abspath(config.output)
+    monitor = monitor or config.select
+    backup_dir = os.path.join(output, "backup")
+    if not config.resume and os.path.isdir(backup_dir):
+        shutil.rmtree(backup_dir)
+    best_path = os.path.join(output, "best.keras")
+    history_path = os.path.join(output, "history.csv")
+    csv_logger = keras.callbacks.CSVLogger(history_path, append=config.resume)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
+        csv_logger,
+        keras.callbacks.TensorBoard(os.path.join(output, "logs")),
+    ]
+    if config.select != "last":
+        # A resumed run must beat the best epoch logged before the interruption.
+        mode = "min" if config.select == "val_loss" else "max"
+        logged = history_from_csv(history_path).get(monitor) if config.resume else None
+        best_logged = (min if mode == "min" else max)(logged) if logged else None
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                best_path, monitor=monitor, mode=mode, save_best_only=True, initial_value_threshold=best_logged,
+            )
+        )
+    os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
+
+    if config.strategy == "multiworker":
+        train_ds = multiworker.whole_batches(train_ds, config.batch_size)
+        validation_ds = multiworker.whole_batches(validation_ds, config.batch_size)
+        steps_per_epoch = int(train_ds.cardinality())
+        if steps_per_epoch < 0:  # unknown to tf.data: count
+            steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1))
+        if steps_per_epoch < 1:
+            raise ValueError(f"--strategy multiworker needs at least one whole global batch of {config.batch_size} "
+                             "training images; there are fewer.")
+    # One iterator for the whole run: re-creating the training iterator every epoch left
+    # both cores idle for seconds in about a third of the epochs (2-core CPU, TF 2.21).
+    train_ds = train_ds.repeat()
+    fit_args = dict(validation_data=validation_ds, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                    verbose=config.verbose, shuffle=False)
+    start = time.perf_counter()
+    phase_one = config.freeze_backbone_epochs
+    # The datasets are shuffled by their pipelines; Keras warns if fit is asked to as well.
+    if phase_one:
+        model.fit(train_ds, epochs=phase_one, **fit_args)
+        unfreeze(model)
+        csv_logger.append = True  # the second fit adds its epochs to the first one's
+    model.fit(train_ds, epochs=config.epochs, initial_epoch=phase_one, **fit_args)
+    train_seconds = time.perf_counter() - start
+    if config.select == "last":
+        model.save(best_path)
+    if config.strategy == "multiworker":
+        # Saving gathers the weights with a collective, so every worker saves (the others
+        # into a temporary directory); evaluation and export then run on each alone.
+        multiworker.report_weights(model)
+        multiworker.stop()
+    return train_seconds, best_path, history_path
+
+
+@contextlib.contextmanager
+def session(config):
+    """Checks `config`, joins the cluster for `--strategy multiworker`, seeds, sets the
+    precision policy, and yields `(config, strategy)` for the task to train with; restores
+    the float32 policy and removes a non-chief worker's temporary outputs afterwards."""
+    check_config(config)
+    worker_output = None
+    if config.strategy == "multiworker":
+        cluster = multiworker.check_multiworker_config(config)
+        multiworker.start(cluster)
+        if not cluster.is_chief:
+            # Only the chief writes the outputs; the others train in step, into a
+            # temporary directory that is removed at the end.
+            worker_output = tempfile.mkdtemp(prefix=f"keras-swin-worker{cluster.process_id}-")
+            config = dataclasses.replace(config, output=worker_output, export=False)
+            print(f"worker {cluster.process_id} of {cluster.num_processes}: the chief writes the outputs; "
+                  f"this worker's files go to {worker_output} (removed at the end)", flush=True)
+    strategy = strategy_for(config)
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision != "off":
+        keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
+    try:
+        yield config, strategy
+    finally:
+        if config.mixed_precision != "off":
+            keras.mixed_precision.set_global_policy("float32")
+        if worker_output:
+            shutil.rmtree(worker_output, ignore_errors=True)
