@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-demo demo test test-fast bench clean
+.PHONY: install install-demo demo test test-fast lint-imports bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ install: $(TEST_STAMP)
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/keras-swin train
 
-test: $(TEST_STAMP)
+# The import contract (pyproject.toml, [tool.importlinter]) first: the floors stay true.
+lint-imports: $(TEST_STAMP)
+	$(VENV)/bin/lint-imports
+
+test: lint-imports
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q tests
 
 test-fast: $(TEST_STAMP)
