@@ -3,7 +3,7 @@
 SwinT 224², batch 16, `model.predict` in float32 without XLA (so that each op is visible),
 one warm-up call, then one call under `tf.profiler.experimental`; the executed ops of the
 trace (XSpace, host `tf_Compute` threads) are summed by op type. With `--avx2`, the process first caps oneDNN, XLA and MKL at AVX2
-(benchmarks/bench.py's AVX2_ONLY), to see an AVX2 machine's kernels on a wider CPU.
+(benchmarks/workers.py's AVX2_ONLY), to see an AVX2 machine's kernels on a wider CPU.
 
     python benchmarks/profile_ops.py [--avx2] [--batch 16] [--top 12]
 """
@@ -18,6 +18,10 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from workers import AVX2_ONLY  # noqa: E402
+
 OP_EVENT = re.compile(r"^[^:]+:(\w+)$")  # "swin_t_1/stage1/.../MatMul:_MklNativeFusedMatMul"
 
 
@@ -42,7 +46,7 @@ def profile(batch, size=224):
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    import keras_swin
+    import keras_swin  # here, not at the top: with --avx2 the process re-executes itself before loading TensorFlow
 
     model = keras_swin.SwinT()
     model.jit_compile = False
@@ -69,9 +73,6 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args(argv)
     if args.avx2 and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
-        sys.path.insert(0, HERE)
-        from bench import AVX2_ONLY
-
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ONLY})
     times, wall = profile(args.batch)
     total = sum(ms for ms, _ in times.values())

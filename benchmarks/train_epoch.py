@@ -23,9 +23,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench import (  # noqa: E402
-    TRAIN_EPOCH_END, TRAIN_EPOCH_START, machine_description, measure, train_epoch_section, versions,
-)
+from bench import measure  # noqa: E402
+from report import TRAIN_EPOCH_END, TRAIN_EPOCH_START, machine_description, versions, write_section  # noqa: E402
 
 PRECISIONS = {"fp32": "off", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -54,10 +53,12 @@ def _device():
 
 
 def worker(task):
+    # Imported in the fresh worker process only: the driver never loads TensorFlow.
     import keras
 
-    from keras_swin import data as data_lib
-    from keras_swin.train import TrainConfig, compile_model, create_model, strategy_for
+    from keras_swin.data import classification as data_lib
+    from keras_swin.training.classification import compile_model, create_model
+    from keras_swin.training.recipe import TrainConfig, strategy_for
 
     config = TrainConfig(
         data=task["folder"], model=task["model"], image_size=task["size"], batch_size=task["batch"],
@@ -115,11 +116,7 @@ def section(results, args, machine):
 
 def replace_section(path, text):
     """Writes `text` in place of the previous training-epoch section of `path` (or appends it)."""
-    old = open(path).read() if os.path.exists(path) else ""
-    previous = train_epoch_section(old)
-    new = old.replace(previous, text) if previous else old.rstrip("\n") + "\n\n" + text + "\n"
-    with open(path, "w") as f:
-        f.write(new)
+    write_section(path, text, TRAIN_EPOCH_START, TRAIN_EPOCH_END)
 
 
 def main(argv=None):
