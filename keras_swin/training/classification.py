@@ -2,7 +2,6 @@
 tensorflow-datasets dataset, trained with the shared recipe, evaluated (accuracy, per-class
 accuracy, confusion matrix) and exported."""
 
-import json
 import os
 
 import keras
@@ -11,7 +10,7 @@ import numpy as np
 from keras_swin.configs import SMALL_CONFIGS
 from keras_swin.data import classification as data_lib
 from keras_swin.models.swin import SwinTransformer, build_model
-from keras_swin.training import recipe
+from keras_swin.training import outputs, recipe
 
 
 def create_model(config, num_classes):
@@ -92,7 +91,7 @@ def train_classifier(config, strategy):
     )
     validation_ds = data_lib.make_pipeline(splits.validation, num_classes, config.batch_size)
     test_ds = data_lib.make_pipeline(splits.test, num_classes, config.batch_size)
-    steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1).numpy())
+    steps_per_epoch = recipe.count_batches(train_ds)
 
     with strategy.scope():
         model = create_model(config, num_classes)
@@ -104,11 +103,9 @@ def train_classifier(config, strategy):
         _set_backbone_trainable(model, True)
         compile_model(model, config, steps_per_epoch)
 
-    train_seconds, best_path, history_path = recipe.fit_with_recipe(
-        model, config, train_ds, validation_ds, steps_per_epoch, unfreeze=unfreeze
-    )
+    fit = recipe.fit_with_recipe(model, config, train_ds, validation_ds, steps_per_epoch, unfreeze=unfreeze)
 
-    best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
+    best = keras.saving.load_model(fit.best_path, safe_mode=True, compile=False)
     best.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
     test_loss, test_accuracy = best.evaluate(test_ds, verbose=0)
     matrix = _evaluate(best, test_ds, num_classes)
@@ -123,22 +120,22 @@ def train_classifier(config, strategy):
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "per_class_accuracy": per_class,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(fit.train_seconds, 1),
+        "timed_epochs": fit.timed_epochs,
         "epochs": config.epochs,
         "parameters": int(best.count_params()),
         "skipped_files": splits.skipped_files,
         "class_names": splits.class_names,
     }
-    recipe.plot_curves(recipe.history_from_csv(history_path), os.path.join(output, "training_curves.png"),
+    recipe.plot_curves(recipe.history_from_csv(fit.history_path), os.path.join(output, "training_curves.png"),
                        "accuracy", ("accuracy", "val_accuracy"))
     _plot_confusion(matrix, splits.class_names, os.path.join(output, "confusion_matrix.png"))
 
-    metrics_path = os.path.join(output, "metrics.json")
-    with open(metrics_path, "w") as f:
-        json.dump(metrics, f, indent=2)  # the exporter reads the class names from here
+    # `keras-swin export` reads the class names from here (the export in a subprocess too).
+    outputs.write_json(os.path.join(output, "class_names.json"), splits.class_names)
     if config.export:
-        metrics["tflite_bytes"] = recipe.export_outputs(best, best_path, output, config.model, config.version,
-                                                 class_names=splits.class_names)
-        with open(metrics_path, "w") as f:
-            json.dump(metrics, f, indent=2)
+        metrics["tflite_bytes"] = recipe.export_outputs(best, fit.best_path, output, config.model, config.version,
+                                                        class_names=splits.class_names)
+    # Last: a run with a metrics.json is complete, exports included.
+    outputs.write_json(os.path.join(output, "metrics.json"), metrics)
     return metrics

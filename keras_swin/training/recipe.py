@@ -10,7 +10,9 @@ calls `fit_with_recipe`; `keras_swin.train.train` dispatches on `TrainConfig.tas
 import contextlib
 import csv
 import dataclasses
+import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -24,7 +26,7 @@ import tensorflow as tf
 
 from keras_swin import export
 from keras_swin.configs import MODEL_NAMES, SEGMENTER_NAMES, SMALL_CONFIGS, SMALL_SEGMENTERS
-from keras_swin.training import multiworker
+from keras_swin.training import multiworker, outputs
 
 logger = logging.getLogger("keras_swin")
 
@@ -85,6 +87,8 @@ class TrainConfig:
     seed: int = 0
     output: str = None
     resume: bool = False
+    # Replace an earlier run's outputs in --output (without it, such an --output is refused).
+    overwrite: bool = False
     export: bool = True
     version: int = 1
     verbose: int = 1
@@ -127,31 +131,60 @@ def check_config(config):
         raise ValueError(f"--select must be one of {list(SELECT_OPTIONS)}; received {config.select!r}.")
     if config.strategy not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {list(STRATEGIES)}; received {config.strategy!r}.")
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ValueError(
-            f"--epochs and --batch-size must be >= 1; received {config.epochs} and {config.batch_size}."
-        )
-    if not 0 <= config.freeze_backbone_epochs < config.epochs:
-        raise ValueError(
-            f"--freeze-backbone-epochs must be in [0, epochs={config.epochs}); received "
-            f"{config.freeze_backbone_epochs}."
-        )
     if config.freeze_backbone_epochs and not config.weights:
         raise ValueError("--freeze-backbone-epochs needs --weights (a pretrained backbone).")
-    output = os.path.abspath(config.output)
+    _check_numbers(config)
+    if config.resume and config.overwrite:
+        raise ValueError("--resume continues the run in --output and --overwrite replaces it; pass one of them.")
+    outputs.check_output(os.path.abspath(config.output), config.resume, config.overwrite)
+
+
+MAX_IMAGE_SIZE = 4096
+
+
+def _check_number(option, value, low, high, low_open=False, high_open=False, integer=False):
+    """A ValueError naming `option` unless `value` is a finite number in the range."""
+    kind = "an integer" if integer else "a number"
     try:
-        os.makedirs(output, exist_ok=True)
-        # A probe file of its own: several workers may check the same --output at once.
-        with tempfile.TemporaryFile(dir=output):
-            pass
-    except OSError as error:
-        raise OSError(f"--output {config.output!r} is not writable: {error}") from error
+        number = float(value)
+        valid = math.isfinite(number) and (not integer or number == int(number))
+    except (TypeError, ValueError):
+        valid = False
+    if valid:
+        valid = (number > low if low_open else number >= low) and (
+            high is None or (number < high if high_open else number <= high)
+        )
+    if not valid:
+        interval = f"{'(' if low_open else '['}{low}, {'inf' if high is None else high}{')' if high_open or high is None else ']'}"
+        raise ValueError(f"--{option.replace('_', '-')} must be {kind} in {interval}; received {value!r}.")
+
+
+def _check_numbers(config):
+    """Every number a user can type: finite and in its range (NaN, Inf, negative rates and
+    zero clip norms trained silently before)."""
+    _check_number("epochs", config.epochs, 1, None, integer=True)
+    _check_number("batch_size", config.batch_size, 1, None, integer=True)
+    _check_number("learning_rate", config.learning_rate, 0, None, low_open=True)
+    _check_number("min_learning_rate", config.min_learning_rate, 0, config.learning_rate)
+    _check_number("weight_decay", config.weight_decay, 0, None)
+    _check_number("warmup_epochs", config.warmup_epochs, 0, None, integer=True)
+    _check_number("label_smoothing", config.label_smoothing, 0, 1, high_open=True)
+    _check_number("clipnorm", config.clipnorm, 0, None, low_open=True)
+    if config.drop_path_rate is not None:
+        _check_number("drop_path_rate", config.drop_path_rate, 0, 1, high_open=True)
+    if config.layer_decay is not None:
+        _check_number("layer_decay", config.layer_decay, 0, 1, low_open=True)
+    if config.image_size is not None:
+        _check_number("image_size", config.image_size, 1, MAX_IMAGE_SIZE, integer=True)
+    _check_number("freeze_backbone_epochs", config.freeze_backbone_epochs, 0, config.epochs, integer=True, high_open=True)
+    _check_number("seed", config.seed, 0, 2**32 - 1, integer=True)
+    _check_number("version", config.version, 1, None, integer=True)
 
 
 def image_size_for(config):
     """The training image size: `--image-size`, else the small model's own, else 224 for a
     classifier and 512 for a segmenter."""
-    if config.image_size:
+    if config.image_size is not None:
         return config.image_size
     small = SMALL_SEGMENTERS if config.task == "segmentation" else SMALL_CONFIGS
     if config.model in small:
@@ -308,30 +341,47 @@ def export_outputs(model, best_path, output, name, version, image_size=None, cla
     return os.path.getsize(tflite_path)
 
 
+@dataclasses.dataclass
+class FitResult:
+    train_seconds: float  # the time of the epochs this process ran
+    timed_epochs: int  # how many: all of them, or those after the epoch a --resume restored
+    best_path: str
+    history_path: str
+
+
+def run_record(config, model):
+    """What `--resume` checks against the run it continues (outputs.RUN_RECORD)."""
+    model_config = {k: v for k, v in model.get_config().items() if k not in ("name", "trainable")}
+    return json.loads(json.dumps({"task": config.task, "model": config.model, "model_config": model_config}))
+
+
 def fit_with_recipe(model, config, train_ds, validation_ds, steps_per_epoch, monitor=None, unfreeze=None):
     """Fits a compiled `model` for `config.epochs` of `steps_per_epoch` batches with the
     outputs every task shares:
-    `backup/` (BackupAndRestore: `--resume` loses at most the epoch in progress),
-    `checkpoints/last.keras`, `history.csv`, TensorBoard `logs/`, and `best.keras` (the
-    final weights, or the best epoch of `monitor` for `--select val_*`).
+    `run.json` (what --resume checks), `backup/` (every save atomic: `--resume` loses at
+    most the epoch in progress, even after a kill during a save), `checkpoints/last.keras`,
+    `history.csv`, TensorBoard `logs/`, and `best.keras` (the final weights, or the best
+    epoch of `monitor` for `--select val_*`).
 
     With `freeze_backbone_epochs`, the first epochs run as compiled, then
     `unfreeze(model)` makes the backbone trainable and recompiles, and training goes on.
 
     Returns:
-        `(train_seconds, best_path, history_path)`.
+        A `FitResult`.
     """
     output = os.path.abspath(config.output)
     monitor = monitor or config.select
-    backup_dir = os.path.join(output, "backup")
-    if not config.resume and os.path.isdir(backup_dir):
-        shutil.rmtree(backup_dir)
+    record = run_record(config, model)
+    if config.resume:
+        outputs.check_run_record(output, record)
+    else:
+        outputs.write_json(os.path.join(output, outputs.RUN_RECORD), record)
     best_path = os.path.join(output, "best.keras")
     history_path = os.path.join(output, "history.csv")
     csv_logger = keras.callbacks.CSVLogger(history_path, append=config.resume)
     callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
+        outputs.AtomicBackupAndRestore(os.path.join(output, "backup"), delete_checkpoint=False),
+        outputs.AtomicModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
         csv_logger,
         keras.callbacks.TensorBoard(os.path.join(output, "logs")),
     ]
@@ -341,7 +391,7 @@ def fit_with_recipe(model, config, train_ds, validation_ds, steps_per_epoch, mon
         logged = history_from_csv(history_path).get(monitor) if config.resume else None
         best_logged = (min if mode == "min" else max)(logged) if logged else None
         callbacks.append(
-            keras.callbacks.ModelCheckpoint(
+            outputs.AtomicModelCheckpoint(
                 best_path, monitor=monitor, mode=mode, save_best_only=True, initial_value_threshold=best_logged,
             )
         )
@@ -350,34 +400,49 @@ def fit_with_recipe(model, config, train_ds, validation_ds, steps_per_epoch, mon
     if config.strategy == "multiworker":
         train_ds = multiworker.whole_batches(train_ds, config.batch_size)
         validation_ds = multiworker.whole_batches(validation_ds, config.batch_size)
-        steps_per_epoch = int(train_ds.cardinality())
-        if steps_per_epoch < 0:  # unknown to tf.data: count
-            steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1))
+        steps_per_epoch = count_batches(train_ds)
         if steps_per_epoch < 1:
             raise ValueError(f"--strategy multiworker needs at least one whole global batch of {config.batch_size} "
                              "training images; there are fewer.")
+    validation_steps = count_batches(validation_ds)
+    if steps_per_epoch < 1 or validation_steps < 1:
+        raise ValueError(
+            f"Nothing to train on: the training split gives {steps_per_epoch} batches and the validation split "
+            f"{validation_steps}; expected at least 1 each (were all images unreadable?)."
+        )
     # One iterator for the whole run: re-creating the training iterator every epoch left
     # both cores idle for seconds in about a third of the epochs (2-core CPU, TF 2.21).
+    # Validation repeats too and is read for exactly one pass each epoch, so Keras never
+    # reaches its end (which it reported as "Your input ran out of data" after every epoch).
     train_ds = train_ds.repeat()
-    fit_args = dict(validation_data=validation_ds, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                    verbose=config.verbose, shuffle=False)
+    fit_args = dict(validation_data=validation_ds.repeat(), validation_steps=validation_steps,
+                    steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose, shuffle=False)
     start = time.perf_counter()
     phase_one = config.freeze_backbone_epochs
+    timed_epochs = 0
     # The datasets are shuffled by their pipelines; Keras warns if fit is asked to as well.
     if phase_one:
-        model.fit(train_ds, epochs=phase_one, **fit_args)
+        timed_epochs += len(model.fit(train_ds, epochs=phase_one, **fit_args).epoch)
         unfreeze(model)
         csv_logger.append = True  # the second fit adds its epochs to the first one's
-    model.fit(train_ds, epochs=config.epochs, initial_epoch=phase_one, **fit_args)
+    timed_epochs += len(model.fit(train_ds, epochs=config.epochs, initial_epoch=phase_one, **fit_args).epoch)
     train_seconds = time.perf_counter() - start
     if config.select == "last":
-        model.save(best_path)
+        outputs.replace_atomically(best_path, model.save)
     if config.strategy == "multiworker":
         # Saving gathers the weights with a collective, so every worker saves (the others
         # into a temporary directory); evaluation and export then run on each alone.
         multiworker.report_weights(model)
         multiworker.stop()
-    return train_seconds, best_path, history_path
+    return FitResult(train_seconds, timed_epochs, best_path, history_path)
+
+
+def count_batches(dataset):
+    """The number of batches of a finite `tf.data` dataset (counted when tf.data cannot tell)."""
+    count = int(dataset.cardinality())
+    if count < 0:
+        count = int(dataset.reduce(0, lambda total, _: total + 1))
+    return count
 
 
 @contextlib.contextmanager
@@ -387,16 +452,22 @@ def session(config):
     the float32 policy and removes a non-chief worker's temporary outputs afterwards."""
     check_config(config)
     worker_output = None
+    chief = True
     if config.strategy == "multiworker":
         cluster = multiworker.check_multiworker_config(config)
         multiworker.start(cluster)
-        if not cluster.is_chief:
+        chief = cluster.is_chief
+        if not chief:
             # Only the chief writes the outputs; the others train in step, into a
             # temporary directory that is removed at the end.
             worker_output = tempfile.mkdtemp(prefix=f"keras-swin-worker{cluster.process_id}-")
             config = dataclasses.replace(config, output=worker_output, export=False)
             print(f"worker {cluster.process_id} of {cluster.num_processes}: the chief writes the outputs; "
                   f"this worker's files go to {worker_output} (removed at the end)", flush=True)
+    if config.overwrite and chief:
+        replaced = outputs.remove_earlier_outputs(os.path.abspath(config.output))
+        if replaced:
+            print(f"--overwrite: removed the earlier run's {', '.join(replaced)} from {config.output}", flush=True)
     strategy = strategy_for(config)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision != "off":

@@ -5,7 +5,6 @@ mixed precision, XLA, resume and seed, IoU metrics, mask plots and export.
 `keras-swin train --task segmentation` runs `train_segmentation(config, strategy)`.
 """
 
-import json
 import os
 
 import keras
@@ -16,7 +15,7 @@ from keras_swin.data import segmentation as segmentation_data
 from keras_swin.data.segmentation import IGNORE_INDEX
 from keras_swin.models.swin import SwinTransformer
 from keras_swin.models.upernet import UPerNet, build_upernet
-from keras_swin.training import recipe
+from keras_swin.training import outputs, recipe
 
 AUXILIARY_WEIGHT = 0.4
 # A fixed palette: background black, then distinct colours (repeating after 20 classes).
@@ -186,10 +185,10 @@ def train_segmentation(config, strategy):
     monitor = {"val_mean_iou": "val_logits_mean_iou" if model.auxiliary_head else "val_mean_iou"}.get(
         config.select, config.select
     )
-    train_seconds, best_path, history_path = recipe.fit_with_recipe(
+    fit = recipe.fit_with_recipe(
         model, config, train_ds, validation_ds, steps_per_epoch, monitor=monitor
     )
-    best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
+    best = keras.saving.load_model(fit.best_path, safe_mode=True, compile=False)
     test_images, test_masks = splits.test
     predictions = predict_masks(best, test_images)
     matrix = confusion_matrix(test_masks, predictions, num_classes)
@@ -199,20 +198,21 @@ def train_segmentation(config, strategy):
         "model": config.model,
         "data": config.data,
         **iou_metrics(matrix, splits.class_names),
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(fit.train_seconds, 1),
+        "timed_epochs": fit.timed_epochs,
         "epochs": config.epochs,
         "parameters": int(best.count_params()),
         "class_names": splits.class_names,
         "test_images": int(len(test_images)),
     }
     output = os.path.abspath(config.output)
-    recipe.plot_curves(recipe.history_from_csv(history_path), os.path.join(output, "training_curves.png"),
+    recipe.plot_curves(recipe.history_from_csv(fit.history_path), os.path.join(output, "training_curves.png"),
                        "mean IoU", ("mean_iou", "val_mean_iou", "logits_mean_iou", "val_logits_mean_iou"))
     plot_predictions(test_images, test_masks, predictions, splits.class_names,
                      os.path.join(output, "predictions.png"))
     if config.export:
-        metrics["tflite_bytes"] = recipe.export_outputs(best, best_path, output, config.model, config.version,
+        metrics["tflite_bytes"] = recipe.export_outputs(best, fit.best_path, output, config.model, config.version,
                                                         image_size=(size, size))
-    with open(os.path.join(output, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    # Last: a run with a metrics.json is complete, exports included.
+    outputs.write_json(os.path.join(output, "metrics.json"), metrics)
     return metrics
