@@ -43,6 +43,38 @@ def attend(layer, logits, value, attention_mask, training):
     return ops.reshape(out, (-1, tokens, channels))
 
 
+def set_attention_arguments(layer, num_heads, window_size, qkv_bias, attention_dropout_rate, projection_dropout_rate):
+    """Checks and stores the constructor arguments that V1 and V2 window attention share."""
+    if int(num_heads) < 1:
+        raise ValueError(f"`num_heads` must be >= 1; received num_heads={num_heads}.")
+    check_rates(attention_dropout_rate=attention_dropout_rate, projection_dropout_rate=projection_dropout_rate)
+    layer.num_heads = int(num_heads)
+    layer.window_size = _pair(window_size, "window_size")
+    layer.qkv_bias = bool(qkv_bias)
+    layer.attention_dropout_rate = float(attention_dropout_rate)
+    layer.projection_dropout_rate = float(projection_dropout_rate)
+
+
+def check_attention_input(layer, input_shape):
+    """The channels of a window attention input `(batch * windows, tokens, channels)`, after
+    checking that they are known and that the heads divide them; sets the input spec and
+    `head_dim`."""
+    if len(input_shape) != 3 or input_shape[-1] is None:
+        raise ValueError(
+            f"{type(layer).__name__} expects a 3D input (batch * windows, tokens, channels) with "
+            f"known channels; received shape {tuple(input_shape)}."
+        )
+    channels = input_shape[-1]
+    if channels % layer.num_heads:
+        raise ValueError(
+            f"`num_heads` must divide the channels: received num_heads={layer.num_heads} "
+            f"for {channels} channels; expected a divisor of {channels}."
+        )
+    layer.input_spec = keras.InputSpec(ndim=3, axes={-1: channels})
+    layer.head_dim = channels // layer.num_heads
+    return channels
+
+
 @keras.saving.register_keras_serializable(package="keras_swin")
 class WindowAttention(keras.layers.Layer):
     """Window multi-head self-attention with a relative position bias (Swin, eq. 4).
@@ -79,29 +111,10 @@ class WindowAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(num_heads) < 1:
-            raise ValueError(f"`num_heads` must be >= 1; received num_heads={num_heads}.")
-        check_rates(attention_dropout_rate=attention_dropout_rate, projection_dropout_rate=projection_dropout_rate)
-        self.num_heads = int(num_heads)
-        self.window_size = _pair(window_size, "window_size")
-        self.qkv_bias = bool(qkv_bias)
-        self.attention_dropout_rate = float(attention_dropout_rate)
-        self.projection_dropout_rate = float(projection_dropout_rate)
+        set_attention_arguments(self, num_heads, window_size, qkv_bias, attention_dropout_rate, projection_dropout_rate)
 
     def build(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(
-                "WindowAttention expects a 3D input (batch * windows, tokens, channels) with "
-                f"known channels; received shape {tuple(input_shape)}."
-            )
-        channels = input_shape[-1]
-        if channels % self.num_heads:
-            raise ValueError(
-                f"`num_heads` must divide the channels: received num_heads={self.num_heads} "
-                f"for {channels} channels; expected a divisor of {channels}."
-            )
-        self.input_spec = keras.InputSpec(ndim=3, axes={-1: channels})
-        self.head_dim = channels // self.num_heads
+        channels = check_attention_input(self, input_shape)
         self.scale = self.head_dim**-0.5
         window_h, window_w = self.window_size
         self.relative_position_bias_table = self.add_weight(

@@ -8,8 +8,7 @@ from keras import ops
 
 from keras_swin import ops as swin_ops
 from keras_swin.layers.initializers import dense_kernel_initializer
-from keras_swin.layers.window_attention import _pair, attend
-from keras_swin.utils import check_rates
+from keras_swin.layers.window_attention import attend, check_attention_input, set_attention_arguments
 
 # The temperature exp(logit_scale) is clamped at 100, as in the reference code.
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -58,9 +57,7 @@ class WindowAttentionV2(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(num_heads) < 1:
-            raise ValueError(f"`num_heads` must be >= 1; received num_heads={num_heads}.")
-        check_rates(attention_dropout_rate=attention_dropout_rate, projection_dropout_rate=projection_dropout_rate)
+        set_attention_arguments(self, num_heads, window_size, qkv_bias, attention_dropout_rate, projection_dropout_rate)
         pretrained = (pretrained_window_size,) * 2 if isinstance(pretrained_window_size, int) else pretrained_window_size
         pretrained = tuple(int(p) for p in pretrained)
         if len(pretrained) != 2 or min(pretrained) < 0 or 1 in pretrained:
@@ -68,27 +65,10 @@ class WindowAttentionV2(keras.layers.Layer):
                 "`pretrained_window_size` must be 0 (none) or >= 2, as an int or a pair; received "
                 f"pretrained_window_size={pretrained_window_size}."
             )
-        self.num_heads = int(num_heads)
-        self.window_size = _pair(window_size, "window_size")
         self.pretrained_window_size = pretrained
-        self.qkv_bias = bool(qkv_bias)
-        self.attention_dropout_rate = float(attention_dropout_rate)
-        self.projection_dropout_rate = float(projection_dropout_rate)
 
     def build(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(
-                "WindowAttentionV2 expects a 3D input (batch * windows, tokens, channels) with "
-                f"known channels; received shape {tuple(input_shape)}."
-            )
-        channels = input_shape[-1]
-        if channels % self.num_heads:
-            raise ValueError(
-                f"`num_heads` must divide the channels: received num_heads={self.num_heads} "
-                f"for {channels} channels; expected a divisor of {channels}."
-            )
-        self.input_spec = keras.InputSpec(ndim=3, axes={-1: channels})
-        self.head_dim = channels // self.num_heads
+        channels = check_attention_input(self, input_shape)
         self.logit_scale = self.add_weight(
             name="logit_scale",
             shape=(self.num_heads, 1, 1),
