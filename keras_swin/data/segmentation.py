@@ -6,15 +6,21 @@ Every source gives `SegmentationSplits`: uint8 images `(N, H, W, 3)` and uint8 m
 """
 
 import dataclasses
+import io
+import logging
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_swin.data.classification import IMAGE_EXTENSIONS, check_folder, check_image_size, read_rgb
+
+logger = logging.getLogger("keras_swin")
+
 IGNORE_INDEX = 255
 SCENE_SIZE = 64
 SCENE_COUNTS = {"train": 3000, "validation": 300, "test": 500}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS
 
 
 @dataclasses.dataclass
@@ -117,71 +123,155 @@ def digit_scenes(seed=0, counts=None, with_boxes=False):
 # --------------------------------------------------------------------------- folders
 
 
-def _decode_mask(path):
-    data = tf.io.read_file(path)
-    mask = tf.io.decode_png(data, channels=0, dtype=tf.uint8)
-    return mask.numpy()
+def _read_mask(path):
+    """A mask's class ids, int64 `(H, W)`. Read with Pillow: TensorFlow's `decode_png` gives a
+    palette (mode P) mask's RGB colours, and a 16-bit mask's top 8 bits (with dtype=uint16 it
+    multiplies 8-bit ids by 257), losing the ids either way."""
+    from PIL import Image
+
+    with open(path, "rb") as file:  # OSError naming the file
+        data = file.read()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            mode, kind, ids = image.mode, image.format, np.array(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:  # Pillow's decode errors
+        raise ValueError(f"'{path}' does not decode as a PNG mask: {error}") from error
+    if kind != "PNG":
+        raise ValueError(f"'{path}' is a {kind} file; a mask must be a PNG (lossless) of class ids.")
+    if ids.ndim != 2:
+        raise ValueError(
+            f"'{path}' has {ids.shape[-1]} channels; a mask must be a single-channel PNG of class ids "
+            f"(8- or 16-bit grayscale, or a palette); received mode {mode}."
+        )
+    ids = ids.astype(np.int64)
+    if ids.max() > IGNORE_INDEX:
+        found = np.unique(ids[ids > IGNORE_INDEX])
+        raise ValueError(f"'{path}' has class ids {_spans(found)}; expected 0..254, and 255 for ignore.")
+    return ids
+
+
+def _spans(ids):
+    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
+    spans = []
+    for i in map(int, ids):
+        if spans and spans[-1][1] == i - 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
+
+
+def _by_stem(folder, suffixes, kind):
+    """`{stem: path}` of the files in `folder` ending in `suffixes`; two with one stem are
+    refused, and other entries are logged as ignored."""
+    found, ignored = {}, []
+    for name in sorted(os.listdir(folder)):
+        path, (stem, suffix) = os.path.join(folder, name), os.path.splitext(name)
+        if suffix.lower() not in suffixes or not os.path.isfile(path):
+            ignored.append(path)
+        elif stem in found:
+            raise ValueError(
+                f"'{found[stem]}' and '{path}' have the same stem {stem!r}; images and masks are matched "
+                f"by file stem, so each stem must name one {kind}."
+            )
+        else:
+            found[stem] = path
+    if ignored:
+        logger.warning("Ignoring %d entries that are not %s files (%s): %s", len(ignored), kind,
+                       ", ".join(suffixes), ", ".join(ignored[:10]) + (", ..." if len(ignored) > 10 else ""))
+    return found
+
+
+def _class_names(directory, class_names, first_file):
+    """Checks the ids found (`first_file`: {id: the first mask holding it}) against
+    classes.txt, or without it requires ids 0..K-1 with none missing, K >= 2."""
+    ids = sorted(set(first_file) - {IGNORE_INDEX})
+    if not ids:
+        raise ValueError(
+            f"--data {directory!r}: every mask pixel is {IGNORE_INDEX} (ignore); expected class ids 0..254."
+        )
+    if class_names:
+        if not 2 <= len(class_names) <= IGNORE_INDEX:
+            raise ValueError(f"--data {directory!r}: classes.txt names {len(class_names)} classes; "
+                             f"expected 2 to {IGNORE_INDEX} (id 255 is ignore).")
+        if ids[-1] >= len(class_names):
+            raise ValueError(
+                f"--data {directory!r}: '{first_file[ids[-1]]}' has class id {ids[-1]}, but classes.txt names "
+                f"{len(class_names)} classes (ids 0..{len(class_names) - 1}, and 255 for ignore)."
+            )
+        return class_names
+    if ids == [0]:
+        also = " and 255 (ignore)" if IGNORE_INDEX in first_file else ""
+        raise ValueError(
+            f"--data {directory!r}: the masks hold only class id 0{also}; expected at least 2 classes. "
+            "A binary mask must store its foreground as 1: 255 means ignore."
+        )
+    missing = sorted(set(range(ids[-1] + 1)) - set(ids))
+    if missing:
+        raise ValueError(
+            f"--data {directory!r}: the masks hold class ids {_spans(ids)} (id {ids[-1]} first in "
+            f"'{first_file[ids[-1]]}'); without classes.txt the ids must run 0..K-1 with none missing, "
+            f"and {_spans(missing)} are. Add classes.txt (one class name a line, id 0 first) or fix the masks."
+        )
+    return [str(i) for i in range(ids[-1] + 1)]
 
 
 def load_segmentation_folder(directory, seed=0, image_size=None):
-    """A folder with `images/` and `masks/` matched by file stem; masks are
-    single-channel PNGs of class ids (255: ignore). `classes.txt` (one name per line) is
-    optional. Images are resized to `image_size` (bilinear, masks nearest) when given.
+    """A folder with `images/` and `masks/` matched by file stem (one file a stem); masks are
+    single-channel PNGs of class ids (8- or 16-bit grayscale or palette; 255: ignore).
+    `classes.txt` (one name a line) names the classes; without it the ids must run 0..K-1
+    with none missing. Images are resized to `image_size` (bilinear, masks nearest) when given.
 
     Returns:
         `SegmentationSplits`, split 70/10/20 at random by `seed`.
     """
-    directory = os.fspath(directory)
+    directory = check_folder(directory)
+    if image_size is not None:
+        image_size = check_image_size(image_size)
     image_dir, mask_dir = os.path.join(directory, "images"), os.path.join(directory, "masks")
     for path in (image_dir, mask_dir):
         if not os.path.isdir(path):
             raise OSError(f"--data {directory!r}: no '{os.path.basename(path)}/' folder; expected images/ and masks/.")
-
-    def stems(folder, suffixes):
-        return {os.path.splitext(f)[0]: os.path.join(folder, f) for f in sorted(os.listdir(folder))
-                if f.lower().endswith(suffixes)}
-
-    images, masks = stems(image_dir, IMAGE_SUFFIXES), stems(mask_dir, (".png",))
+        check_folder(path)
+    images, masks = _by_stem(image_dir, IMAGE_SUFFIXES, "image"), _by_stem(mask_dir, (".png",), "mask")
     for missing, have, kind in ((set(images) - set(masks), images, "mask"), (set(masks) - set(images), masks, "image")):
         if missing:
             name = have[sorted(missing)[0]]
             raise ValueError(f"'{name}' has no matching {kind} (matched by file stem); every image needs a mask.")
+    if len(images) < 3:
+        raise ValueError(f"--data {directory!r}: {len(images)} image/mask pairs; at least 3 are needed for "
+                         "train/validation/test.")
     class_file = os.path.join(directory, "classes.txt")
     class_names = None
     if os.path.isfile(class_file):
-        class_names = [line.strip() for line in open(class_file) if line.strip()]
-    pixels, labels = [], []
-    for stem in sorted(images):
-        image = tf.io.decode_image(tf.io.read_file(images[stem]), channels=3, expand_animations=False).numpy()
-        mask = _decode_mask(masks[stem])
-        if mask.shape[-1] != 1:
-            raise ValueError(
-                f"'{masks[stem]}' has {mask.shape[-1]} channels; a mask must be a single-channel PNG of class ids."
-            )
-        mask = mask[..., 0]
+        with open(class_file, encoding="utf-8") as file:
+            class_names = [line.strip() for line in file if line.strip()]
+    stems = sorted(images)
+    pixels, labels, first_file = [], [], {}
+    for stem in stems:
+        image, mask = read_rgb(images[stem]), _read_mask(masks[stem])
         if mask.shape != image.shape[:2]:
             raise ValueError(
                 f"'{masks[stem]}' is {mask.shape[1]}x{mask.shape[0]} but its image is "
                 f"{image.shape[1]}x{image.shape[0]}; a mask must have its image's size."
             )
+        for i in np.unique(mask):
+            first_file.setdefault(int(i), masks[stem])
+        mask = mask.astype(np.uint8)
         if image_size:
             image = tf.cast(tf.image.resize(image, (image_size, image_size)), tf.uint8).numpy()
             mask = tf.image.resize(mask[..., None], (image_size, image_size), method="nearest").numpy()[..., 0]
         pixels.append(image)
         labels.append(mask)
-    if len({p.shape for p in pixels}) > 1:
-        raise ValueError(f"--data {directory!r}: images have different sizes; pass --image-size to resize them.")
-    pixels, labels = np.stack(pixels), np.stack(labels)
-    valid = labels[labels != IGNORE_INDEX]
-    num_classes = len(class_names) if class_names else int(valid.max()) + 1 if valid.size else 1
-    if valid.size and valid.max() >= num_classes:
+    odd = next((i for i, p in enumerate(pixels) if p.shape != pixels[0].shape), None)
+    if odd is not None:
         raise ValueError(
-            f"--data {directory!r}: a mask has class id {int(valid.max())}, but classes.txt names "
-            f"{num_classes} classes (ids 0..{num_classes - 1}, and 255 for ignore)."
+            f"--data {directory!r}: images have different sizes ('{images[stems[0]]}' is "
+            f"{pixels[0].shape[1]}x{pixels[0].shape[0]}, '{images[stems[odd]]}' is "
+            f"{pixels[odd].shape[1]}x{pixels[odd].shape[0]}); pass --image-size to resize them."
         )
-    class_names = class_names or [str(i) for i in range(num_classes)]
-    if len(pixels) < 3:
-        raise ValueError(f"--data {directory!r}: {len(pixels)} images; at least 3 are needed for train/validation/test.")
+    class_names = _class_names(directory, class_names, first_file)
+    pixels, labels = np.stack(pixels), np.stack(labels)
     order = np.random.default_rng(seed).permutation(len(pixels))
     test_count = max(1, round(0.2 * len(order)))
     validation_count = max(1, round(0.1 * len(order)))
@@ -201,9 +291,12 @@ def load_segmentation_tfds(spec, image_size, data_dir=None, seed=0):
     resized to `image_size` (masks nearest); 10% of the train split is for validation."""
     import tensorflow_datasets as tfds
 
-    parts = spec[len("tfds:"):].split(":")
-    name = parts[0]
-    train_split, test_split = (parts[1].split(",") + ["test"])[:2] if len(parts) > 1 else ("train", "test")
+    image_size = check_image_size(image_size)
+    parts = spec[len("tfds:"):].split(":", 1)  # a split spec may hold a colon: train[:80%]
+    name, splits = parts[0], (parts[1].split(",") if len(parts) > 1 else ["train"])
+    if not name or len(splits) > 2 or not all(split.strip() for split in splits):
+        raise ValueError(f"--data {spec!r}: expected tfds:NAME[:TRAIN[,TEST]], e.g. tfds:oxford_iiit_pet:train,test.")
+    train_split, test_split = (splits + ["test"])[:2]
     builder = tfds.builder(name, data_dir=data_dir)
     features = builder.info.features
     mask_key = next((k for k in ("segmentation_mask", "mask", "label") if k in features and
@@ -213,35 +306,46 @@ def load_segmentation_tfds(spec, image_size, data_dir=None, seed=0):
     builder.download_and_prepare()
     offset = 1 if name == "oxford_iiit_pet" else 0  # trimaps are 1-based
 
-    def load(split):
+    def load(split, role):
+        try:
+            dataset = builder.as_dataset(split=split)
+        except ValueError as error:  # tensorflow-datasets explains the split, but not which --data
+            raise ValueError(f"--data {spec!r}: the {role} split {split!r}: {error}") from error
         images, masks = [], []
-        for example in tfds.as_numpy(builder.as_dataset(split=split)):
+        for example in tfds.as_numpy(dataset):
             image = tf.image.resize(example["image"], (image_size, image_size))
             mask = tf.image.resize(example[mask_key], (image_size, image_size), method="nearest")
             images.append(tf.cast(image, tf.uint8).numpy())
             masks.append(mask.numpy()[..., 0].astype(np.uint8) - offset)
+        if len(images) < (2 if role == "train" else 1):
+            raise ValueError(f"--data {spec!r}: the {role} split {split!r} has {len(images)} examples; expected at "
+                             f"least {2 if role == 'train' else 1}.")
         return np.stack(images), np.stack(masks)
 
-    train_images, train_masks = load(train_split)
+    train_images, train_masks = load(train_split, "train")
     order = np.random.default_rng(seed).permutation(len(train_images))
     cut = max(1, len(order) // 10)
-    num_classes = int(max(m[m != IGNORE_INDEX].max() for m in (train_masks,))) + 1
+    ids = train_masks[train_masks != IGNORE_INDEX]
+    if not ids.size:
+        raise ValueError(f"--data {spec!r}: every train mask pixel is {IGNORE_INDEX} (ignore); expected class ids.")
+    num_classes = int(ids.max()) + 1
     names = ["pet", "background", "border"] if name == "oxford_iiit_pet" else [str(i) for i in range(num_classes)]
     return SegmentationSplits(
         (train_images[order[cut:]], train_masks[order[cut:]]),
         (train_images[order[:cut]], train_masks[order[:cut]]),
-        load(test_split),
+        load(test_split, "test"),
         names,
     )
 
 
 def load_segmentation_data(spec, image_size=None, data_dir=None, seed=0):
     """Dispatches `--data` for segmentation: "digit-scenes", "tfds:NAME", or a folder."""
+    spec = os.fspath(spec)
     if spec == "digit-scenes":
         return digit_scenes(seed)
     if spec.startswith("tfds:"):
         return load_segmentation_tfds(spec, image_size or 128, data_dir, seed)
-    if os.path.isdir(spec):
+    if os.path.sep in spec or os.path.exists(spec):
         return load_segmentation_folder(spec, seed, image_size)
     raise ValueError(
         f"--data {spec!r} is not a segmentation source; expected digit-scenes, tfds:NAME or a folder "
@@ -282,6 +386,9 @@ def make_segmentation_pipeline(split, batch_size, training=False, augment="none"
     [0.75, 1.25] and crop, applied to image and mask together).
     """
     images, masks = split
+    if len(images) == 0 or len(images) != len(masks):
+        raise ValueError(f"make_segmentation_pipeline: the split has {len(images)} images and {len(masks)} masks; "
+                         "expected as many masks as images, and at least 1.")
     dataset = tf.data.Dataset.from_tensor_slices((images, masks))
     if training:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
