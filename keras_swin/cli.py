@@ -80,38 +80,123 @@ def _train(args):
           f"confusion_matrix.png{', serving/, ' + metrics['model'] + '.tflite' if config.export else ''}")
 
 
-def _export(args):
+def _load_keras_model(path):
+    """The model in the `.keras` file `path`; an OSError naming the path when it is missing, not
+    a file, or not a readable `.keras` archive (Keras would say "File not found" for those)."""
+    import zipfile
+
     import keras
-    import numpy as np
 
     import keras_swin  # noqa: F401  (registers the classes for safe loading)
+
+    if not os.path.exists(path):
+        raise OSError(f"No model file at '{path}'.")
+    if not os.path.isfile(path):
+        raise OSError(f"The model '{path}' is not a file; expected a .keras file.")
+    if not path.endswith(".keras"):
+        raise OSError(f"The model '{path}' must be a .keras file (saved by model.save('....keras')).")
+    if not zipfile.is_zipfile(path):
+        raise OSError(f"'{path}' is not a readable .keras file: not a zip archive "
+                      "(truncated, or another kind of file).")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # noqa: BLE001  (Keras raises many kinds for a damaged archive)
+        raise OSError(f"'{path}' is not a readable .keras file: {type(error).__name__}: {error}") from error
+
+
+def _load_images(path):
+    """The array in the `.npy` file `path`, never unpickled; an OSError naming the path when it
+    cannot be read as one array. Memory-mapped: only the images used are read."""
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise OSError(f"No --representative-data file at '{path}'." if not os.path.exists(path)
+                      else f"--representative-data '{path}' is not a file; expected a .npy of images (N, H, W, 3).")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as error:  # noqa: BLE001  (NumPy raises ValueError, EOFError, OSError, ...)
+        reason = f"{type(error).__name__}: {error}"
+        if isinstance(error, ValueError) and "object" in str(error).lower():
+            reason = "it holds Python objects (a pickle), which are never loaded; save numbers (np.save)"
+        raise OSError(f"--representative-data '{path}' is not a readable .npy array of images (N, H, W, 3): "
+                      f"{reason}") from error
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise OSError(f"--representative-data '{path}' is a .npz archive; expected a .npy of one array "
+                      "of images (N, H, W, 3) (np.save).")
+    return array
+
+
+def _class_names(model_path, model):
+    """The class names in the `metrics.json` next to a classifier's `.keras` file, if any."""
+    import json
+
+    metrics_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "metrics.json")
+    if not (os.path.isfile(metrics_path) and getattr(model, "include_top", False)):
+        return None
+    try:
+        with open(metrics_path) as f:
+            metrics = json.load(f)
+    except (OSError, ValueError) as error:
+        raise OSError(f"'{metrics_path}' (read for the class names) is not readable JSON: {error}") from error
+    names = metrics.get("class_names") if isinstance(metrics, dict) else None
+    classes = model.output.shape[-1]
+    if names is None:
+        return None
+    if not isinstance(names, list) or len(names) != classes or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"'{metrics_path}' must hold `class_names`, a list of {classes} strings (one per "
+                         f"class of the model); received {str(names)[:200]}. Fix or remove that file.")
+    return names
+
+
+def _check_export_args(args):
+    from keras_swin.export import MAX_IMAGE_SIZE, check_name
+
+    if args.version < 1:
+        raise ValueError(f"--version must be an int >= 1; received --version {args.version}.")
+    if args.image_size is not None and not 1 <= args.image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"--image-size must be in [1, {MAX_IMAGE_SIZE}]; received --image-size {args.image_size}.")
+    if args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be an int >= 1; received --max-pixels {args.max_pixels}.")
+    if args.name is not None:
+        check_name(args.name, "--name")
+    if args.quantize == "int8" and not args.representative_data and args.format in ("tflite", "all"):
+        raise ValueError("--quantize int8 needs --representative-data, a .npy of images (N, H, W, 3).")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise OSError(f"--output '{args.output}' is a file; expected a folder (created when missing).")
+
+
+def _export(args):
+    import numpy as np
+
     from keras_swin import export
 
-    if not os.path.isfile(args.model):
-        raise OSError(f"No model file at '{args.model}'.")
-    model = keras.saving.load_model(args.model, safe_mode=True, compile=False)
-    class_names = None
-    metrics_path = os.path.join(os.path.dirname(os.path.abspath(args.model)), "metrics.json")
-    if os.path.isfile(metrics_path) and getattr(model, "include_top", False):
-        import json
-
-        class_names = json.load(open(metrics_path)).get("class_names")
+    _check_export_args(args)
+    model = _load_keras_model(args.model)
+    export.check_image_model(model)
+    image_size = args.image_size and (args.image_size, args.image_size)
+    try:
+        height, width = export.serving_image_size(model, image_size)
+    except ValueError as error:
+        raise ValueError(f"--image-size {args.image_size}: {error}") from error
+    representative = None
+    if args.representative_data and args.format in ("tflite", "all"):
+        representative = export.check_images(
+            _load_images(args.representative_data)[: export.CALIBRATION_IMAGES], (height, width),
+            f"--representative-data {args.representative_data}",
+        )
+    class_names = _class_names(args.model, model)
     name = args.name or model.name
     if args.format in ("savedmodel", "all"):
         path = export.to_saved_model(model, os.path.join(args.output, "serving"), name=name,
                                      version=args.version, class_names=class_names,
-                                     image_size=args.image_size and (args.image_size, args.image_size))
+                                     image_size=image_size, max_pixels=args.max_pixels)
         print(f"SavedModel: {path}")
     if args.format in ("tflite", "all"):
-        representative = None
-        if args.representative_data:
-            representative = np.load(args.representative_data)
         suffix = "" if args.quantize == "none" else f"_{args.quantize}"
         path = os.path.join(args.output, f"{name}{suffix}.tflite")
-        image_size = args.image_size and (args.image_size, args.image_size)
         size = export.to_tflite(model, path, quantize=args.quantize, representative_data=representative,
                                 image_size=image_size)
-        height, width = export.serving_image_size(model, image_size)
         check = representative[:8] if representative is not None else (
             np.random.default_rng(0).uniform(0, 255, (4, height, width, 3)).astype("float32"))
         agreement = export.compare_tflite(model, path, check)
@@ -144,6 +229,7 @@ def build_parser():
     convert.set_defaults(run=_convert)
 
     from keras_swin.configs import MODEL_NAMES, SEGMENTER_NAMES
+    from keras_swin.export import CALIBRATION_IMAGES, DEFAULT_MAX_PIXELS, MAX_IMAGE_SIZE
     from keras_swin.training.recipe import SELECT_OPTIONS, STRATEGIES, TASK_DEFAULTS, TASKS, TrainConfig
 
     defaults = TrainConfig()
@@ -207,9 +293,15 @@ def build_parser():
     exporter.add_argument("--name", default=None)
     exporter.add_argument("--version", type=int, default=1)
     exporter.add_argument("--quantize", default="none", choices=("none", "float16", "dynamic", "int8"))
-    exporter.add_argument("--representative-data", default=None, help=".npy of images (N, H, W, 3)")
+    exporter.add_argument("--representative-data", default=None,
+                          help=".npy of images (N, H, W, 3) at the export size: calibrates --quantize int8 "
+                               f"(the first {CALIBRATION_IMAGES}) and checks the TFLite file against Keras")
     exporter.add_argument("--image-size", type=int, default=None,
-                          help="serving and TFLite size of a model built for any size (default 224)")
+                          help="serving and TFLite size of a model built for any size "
+                               f"(default 224, at most {MAX_IMAGE_SIZE})")
+    exporter.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                          help="serving_bytes refuses images of more pixels (height * width) than this "
+                               f"(default {DEFAULT_MAX_PIXELS:,})")
     exporter.set_defaults(run=_export)
 
     bench = commands.add_parser("benchmark", help="run benchmarks/bench.py")

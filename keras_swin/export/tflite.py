@@ -6,24 +6,48 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_swin.export.common import is_segmenter, segmentation_logits, serving_image_size
+from keras_swin.export.common import (
+    check_image_model,
+    check_images,
+    is_segmenter,
+    make_directory,
+    segmentation_logits,
+    serving_image_size,
+    staging_path,
+)
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+CALIBRATION_IMAGES = 100  # the first images of `representative_data` that calibrate "int8"
 
 
-def _representative_dataset(representative_data, count=100):
-    data = np.asarray(representative_data, dtype="float32")
-    if data.ndim != 4 or data.shape[-1] != 3:
-        raise ValueError(
-            "`representative_data` must be images of shape (N, H, W, 3); received shape "
-            f"{data.shape}."
-        )
-
+def _representative_dataset(data):
     def generate():
-        for image in data[:count]:
+        for image in data:
             yield [image[None]]
 
     return generate
+
+
+def write_file(path, data, what):
+    """Writes `data` to `path` under a temporary name in the same folder, renamed into place
+    when complete: a failed or killed write never leaves a partial file at `path`, and an
+    existing file is replaced only by a complete one."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise OSError(f"Cannot write {what}: '{path}' is a folder.")
+    make_directory(os.path.dirname(path), what)
+    staged = staging_path(path)
+    try:
+        with open(staged, "xb") as f:  # honours the umask, unlike tempfile's 0600 files
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(staged, path)
+    except OSError as error:
+        raise OSError(f"Writing {what} to '{path}' failed: {error.strerror or error}.") from error
+    finally:
+        if os.path.lexists(staged):
+            os.remove(staged)
 
 
 def to_tflite(model, path, quantize=None, representative_data=None, image_size=None):
@@ -31,7 +55,8 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
 
     The input is float32 `(batch, H, W, 3)` pixels in [0, 255], with a resizable batch
     (`interpreter.resize_tensor_input`); the output is the model's output (a segmenter's
-    main logits, without its auxiliary head).
+    main logits, without its auxiliary head). The file is written under a temporary name
+    and renamed into place: a failed or killed export leaves no `.tflite` behind.
 
     Args:
         model: a built Keras model.
@@ -39,7 +64,9 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
         quantize: None/"none" (float32), "float16", "dynamic" (dynamic-range int8 weights)
             or "int8" (full integer with float input and output; needs
             `representative_data`).
-        representative_data: images `(N, H, W, 3)` for "int8" calibration.
+        representative_data: for "int8", real-valued images `(N, H, W, 3)` at the export
+            size, N >= 1, finite; the first 100 calibrate. A ValueError names what is wrong
+            (before any conversion). Unused by the other quantizations.
         image_size: (height, width) for models built with a dynamic size (default 224).
 
     Returns:
@@ -48,9 +75,15 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
     quantize = "none" if quantize is None else quantize
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}; received quantize={quantize!r}.")
-    if quantize == "int8" and representative_data is None:
-        raise ValueError("quantize='int8' needs `representative_data` (images (N, H, W, 3)).")
+    check_image_model(model)
     height, width = serving_image_size(model, image_size)
+    calibration = None
+    if quantize == "int8":
+        if representative_data is None:
+            raise ValueError("quantize='int8' needs `representative_data` (images (N, H, W, 3)).")
+        calibration = check_images(
+            np.asarray(representative_data)[:CALIBRATION_IMAGES], (height, width), "representative_data"
+        )
     if is_segmenter(model):
         model = segmentation_logits(model)
     function = tf.function(lambda images: model(images, training=False))
@@ -62,13 +95,10 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
-        converter.representative_dataset = _representative_dataset(representative_data)
+        converter.representative_dataset = _representative_dataset(calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     flatbuffer = converter.convert()
-    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-    os.makedirs(directory, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(flatbuffer)
+    write_file(path, flatbuffer, "the TFLite model")
     return len(flatbuffer)
 
 
@@ -76,8 +106,19 @@ def tflite_op_names(path):
     """The set of operator names in a `.tflite` file (builtins, or `Flex*`/custom names)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=os.fspath(path))
+    interpreter = _interpreter(Interpreter, path)
     return {op["op_name"] for op in interpreter._get_ops_details()}
+
+
+def _interpreter(interpreter_class, path, num_threads=None):
+    """The LiteRT interpreter of `path`; an OSError naming the path when it is no `.tflite` file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise OSError(f"No TFLite file at '{path}'.")
+    try:
+        return interpreter_class(model_path=path, num_threads=num_threads)
+    except (ValueError, RuntimeError) as error:
+        raise OSError(f"'{path}' is not a readable .tflite file: {error}") from error
 
 
 def run_tflite(path, images, num_threads=None):
@@ -85,9 +126,14 @@ def run_tflite(path, images, num_threads=None):
     batch resized to N; returns the first output as a NumPy array."""
     from ai_edge_litert.interpreter import Interpreter
 
-    images = np.asarray(images, dtype="float32")
-    interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
-    index = interpreter.get_input_details()[0]["index"]
+    images = check_images(images, None)
+    interpreter = _interpreter(Interpreter, path, num_threads)
+    details = interpreter.get_input_details()[0]
+    index = details["index"]
+    expected = tuple(int(s) for s in details["shape_signature"][1:])
+    if any(e not in (-1, f) for e, f in zip(expected, images.shape[1:])):
+        shown = ", ".join("H W C".split()[i] if e == -1 else str(e) for i, e in enumerate(expected))
+        raise ValueError(f"`images` must be of shape (N, {shown}) for '{path}'; received shape {images.shape}.")
     interpreter.resize_tensor_input(index, images.shape)
     interpreter.allocate_tensors()
     interpreter.set_tensor(index, images)
@@ -101,9 +147,10 @@ def compare_tflite(model, path, images):
     Returns:
         `{"max_abs_diff": float, "top1_agreement": float}`; top-1 is over the last axis.
     """
+    images = check_images(images, None)
     if is_segmenter(model):
         model = segmentation_logits(model)
-    expected = np.asarray(model.predict(np.asarray(images, dtype="float32"), verbose=0), dtype="float32")
+    expected = np.asarray(model.predict(images, verbose=0), dtype="float32")
     found = run_tflite(path, images)
     return {
         "max_abs_diff": float(np.abs(found - expected).max()),
