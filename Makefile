@@ -26,7 +26,7 @@ install: $(TEST_STAMP)
 
 # The main job: train the small Swin on the embedded digits data, then evaluate and export it.
 demo: $(DEMO_STAMP)
-	$(VENV)/bin/keras-swin train
+	$(VENV)/bin/keras-swin train --overwrite
 
 # The import contract (pyproject.toml, [tool.importlinter]) first: the floors stay true.
 lint-imports: $(TEST_STAMP)

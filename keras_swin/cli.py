@@ -56,6 +56,15 @@ def _convert(args):
           + ", ".join(f"{k} {v:.2e}" for k, v in parity.items()))
 
 
+def _training_time(metrics):
+    """What was timed: all the epochs, or those this process ran after a --resume."""
+    seconds, timed, epochs = metrics["train_seconds"], metrics["timed_epochs"], metrics["epochs"]
+    if timed == epochs:
+        return f"training time: {seconds:.1f} s for {epochs} epochs"
+    return (f"training time: {seconds:.1f} s for the {timed} epochs run now "
+            f"(epochs {epochs - timed + 1}-{epochs} of {epochs}; the first {epochs - timed} ran before the resume)")
+
+
 def _train(args):
     from keras_swin.train import TrainConfig, train
 
@@ -65,7 +74,7 @@ def _train(args):
     print()
     print(f"model {metrics['model']} ({metrics['parameters']:,} parameters) on {metrics['data']}")
     if config.task == "segmentation":
-        print(f"training time: {metrics['train_seconds']:.1f} s for {metrics['epochs']} epochs")
+        print(_training_time(metrics))
         print(f"test mean IoU: {metrics['mean_iou']:.4f} ({len(metrics['class_names'])} classes)  "
               f"foreground mean IoU: {metrics['foreground_mean_iou']:.4f}  "
               f"pixel accuracy: {100 * metrics['pixel_accuracy']:.2f}%  ({metrics['test_images']} test images)")
@@ -73,80 +82,12 @@ def _train(args):
               f"{', serving/, ' + metrics['model'] + '.tflite' if config.export else ''}")
         return
     if metrics["skipped_files"]:
-        print(f"skipped corrupt files: {metrics['skipped_files']}")
-    print(f"training time: {metrics['train_seconds']:.1f} s for {metrics['epochs']} epochs")
+        print(f"skipped files (not images, unreadable or undecodable; see the warnings above): "
+              f"{metrics['skipped_files']}")
+    print(_training_time(metrics))
     print(f"test accuracy: {100 * metrics['test_accuracy']:.2f}%  test loss: {metrics['test_loss']:.4f}")
     print(f"outputs in {metrics['output']}: best.keras, metrics.json, training_curves.png, "
           f"confusion_matrix.png{', serving/, ' + metrics['model'] + '.tflite' if config.export else ''}")
-
-
-def _load_keras_model(path):
-    """The model in the `.keras` file `path`; an OSError naming the path when it is missing, not
-    a file, or not a readable `.keras` archive (Keras would say "File not found" for those)."""
-    import zipfile
-
-    import keras
-
-    import keras_swin  # noqa: F401  (registers the classes for safe loading)
-
-    if not os.path.exists(path):
-        raise OSError(f"No model file at '{path}'.")
-    if not os.path.isfile(path):
-        raise OSError(f"The model '{path}' is not a file; expected a .keras file.")
-    if not path.endswith(".keras"):
-        raise OSError(f"The model '{path}' must be a .keras file (saved by model.save('....keras')).")
-    if not zipfile.is_zipfile(path):
-        raise OSError(f"'{path}' is not a readable .keras file: not a zip archive "
-                      "(truncated, or another kind of file).")
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as error:  # noqa: BLE001  (Keras raises many kinds for a damaged archive)
-        raise OSError(f"'{path}' is not a readable .keras file: {type(error).__name__}: {error}") from error
-
-
-def _load_images(path):
-    """The array in the `.npy` file `path`, never unpickled; an OSError naming the path when it
-    cannot be read as one array. Memory-mapped: only the images used are read."""
-    import numpy as np
-
-    if not os.path.isfile(path):
-        raise OSError(f"No --representative-data file at '{path}'." if not os.path.exists(path)
-                      else f"--representative-data '{path}' is not a file; expected a .npy of images (N, H, W, 3).")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as error:  # noqa: BLE001  (NumPy raises ValueError, EOFError, OSError, ...)
-        reason = f"{type(error).__name__}: {error}"
-        if isinstance(error, ValueError) and "object" in str(error).lower():
-            reason = "it holds Python objects (a pickle), which are never loaded; save numbers (np.save)"
-        raise OSError(f"--representative-data '{path}' is not a readable .npy array of images (N, H, W, 3): "
-                      f"{reason}") from error
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise OSError(f"--representative-data '{path}' is a .npz archive; expected a .npy of one array "
-                      "of images (N, H, W, 3) (np.save).")
-    return array
-
-
-def _class_names(model_path, model):
-    """The class names in the `metrics.json` next to a classifier's `.keras` file, if any."""
-    import json
-
-    metrics_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "metrics.json")
-    if not (os.path.isfile(metrics_path) and getattr(model, "include_top", False)):
-        return None
-    try:
-        with open(metrics_path) as f:
-            metrics = json.load(f)
-    except (OSError, ValueError) as error:
-        raise OSError(f"'{metrics_path}' (read for the class names) is not readable JSON: {error}") from error
-    names = metrics.get("class_names") if isinstance(metrics, dict) else None
-    classes = model.output.shape[-1]
-    if names is None:
-        return None
-    if not isinstance(names, list) or len(names) != classes or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"'{metrics_path}' must hold `class_names`, a list of {classes} strings (one per "
-                         f"class of the model); received {str(names)[:200]}. Fix or remove that file.")
-    return names
 
 
 def _check_export_args(args):
@@ -172,7 +113,7 @@ def _export(args):
     from keras_swin import export
 
     _check_export_args(args)
-    model = _load_keras_model(args.model)
+    model = export.load_model_file(args.model)
     export.check_image_model(model)
     image_size = args.image_size and (args.image_size, args.image_size)
     try:
@@ -182,10 +123,10 @@ def _export(args):
     representative = None
     if args.representative_data and args.format in ("tflite", "all"):
         representative = export.check_images(
-            _load_images(args.representative_data)[: export.CALIBRATION_IMAGES], (height, width),
+            export.load_images_file(args.representative_data, "--representative-data")[: export.CALIBRATION_IMAGES], (height, width),
             f"--representative-data {args.representative_data}",
         )
-    class_names = _class_names(args.model, model)
+    class_names = export.class_names_beside(args.model, model)
     name = args.name or model.name
     if args.format in ("savedmodel", "all"):
         path = export.to_saved_model(model, os.path.join(args.output, "serving"), name=name,
@@ -277,10 +218,12 @@ def build_parser():
     train.add_argument("--strategy", default="auto", choices=STRATEGIES,
                        help="mirrored: every local GPU (or CPU) through tf.distribute.MirroredStrategy; "
                             "multiworker: several processes or machines, on KERAS_BACKEND=jax, with the cluster "
-                            "in KERAS_DISTRIBUTION_* or TF_CONFIG (README)")
+                            "in KERAS_DISTRIBUTION_* or TF_CONFIG (docs/training.md)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--output", default=None, help=per_task("output"))
-    train.add_argument("--resume", action="store_true")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --output")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier run's outputs in --output (without it such an --output is refused)")
     train.add_argument("--export", action=argparse.BooleanOptionalAction, default=True)
     train.add_argument("--version", type=int, default=1)
     train.add_argument("--verbose", type=int, default=1)

@@ -4,6 +4,10 @@ The models, the checkpoint presets, the training recipe and the CLI read their t
 that a name means the same architecture everywhere.
 """
 
+# The largest image side any model, loader or exporter accepts: a 4096x4096 float32 batch of
+# one is 200 MB; larger sides ran every resize out of memory.
+MAX_IMAGE_SIZE = 4096
+
 # ImageNet normalisation of pixels in [0, 1]; the models scale it by 255 for pixels in [0, 255].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

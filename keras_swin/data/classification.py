@@ -16,12 +16,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_swin.configs import MAX_IMAGE_SIZE
+
 logger = logging.getLogger("keras_swin")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl")  # what tf.io.decode_image reads
 AUTOTUNE = tf.data.AUTOTUNE
 # The largest image side the loaders resize to: 4096x4096x3 float32 is 200 MB an image.
-MAX_IMAGE_SIZE = 4096
 
 
 @dataclasses.dataclass

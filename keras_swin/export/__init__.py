@@ -13,6 +13,7 @@ from keras_swin.export.common import (
     segmentation_logits,
     serving_image_size,
 )
+from keras_swin.export.files import class_names_beside, load_images_file, load_model_file
 from keras_swin.export.savedmodel import BYTES_SIGNATURE, IMAGE_SIGNATURE, check_name, to_saved_model
 from keras_swin.export.tflite import (
     CALIBRATION_IMAGES,
@@ -34,9 +35,12 @@ __all__ = [
     "check_image_model",
     "check_images",
     "check_name",
+    "class_names_beside",
     "compare_tflite",
     "decode_images",
     "is_segmenter",
+    "load_images_file",
+    "load_model_file",
     "named_outputs",
     "run_tflite",
     "segmentation_logits",

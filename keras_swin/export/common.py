@@ -11,10 +11,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_swin.configs import MAX_IMAGE_SIZE
 from keras_swin.models.upernet import UPerNet
 
 DEFAULT_IMAGE_SIZE = 224
-MAX_IMAGE_SIZE = 4096
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: about 120 MB as uint8, 480 MB as float32
 FORMATS = "JPEG, PNG, GIF, BMP, WebP or JPEG XL"  # what tf.io.decode_image reads (TF 2.21)
 

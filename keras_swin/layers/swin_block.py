@@ -36,6 +36,11 @@ class SwinBlock(keras.layers.Layer):
             window (padding them to one window), as the detection and segmentation
             backbones do (official detection code, mmseg, Hugging Face `SwinBackbone`).
             Default False (the classification models' rule above).
+        per_axis_window: bool, MONAI's rule (SwinUNETR's `get_window_size`): on each axis
+            where the map is at most `window_size`, the window shrinks to the map and that
+            axis is not shifted, while the other axis keeps the window and the shift. The
+            bias of a shrunk window is then read as MONAI reads it (the attention's
+            `truncated_bias_index`). Excludes `always_partition`. Default False.
 
     Input and output shape: `(B, H, W, C)`.
     """
@@ -52,6 +57,7 @@ class SwinBlock(keras.layers.Layer):
         drop_path_rate=0.0,
         norm_epsilon=1e-5,
         always_partition=False,
+        per_axis_window=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -61,6 +67,11 @@ class SwinBlock(keras.layers.Layer):
             raise ValueError(
                 f"`shift_size` must be in [0, window_size={window_size}); "
                 f"received shift_size={shift_size}."
+            )
+        if always_partition and per_axis_window:
+            raise ValueError(
+                "`always_partition` and `per_axis_window` are two rules for small maps; received "
+                "both True, expected at most one."
             )
         if float(mlp_ratio) <= 0:
             raise ValueError(f"`mlp_ratio` must be > 0; received mlp_ratio={mlp_ratio}.")
@@ -77,6 +88,7 @@ class SwinBlock(keras.layers.Layer):
         self.drop_path_rate = float(drop_path_rate)
         self.norm_epsilon = float(norm_epsilon)
         self.always_partition = bool(always_partition)
+        self.per_axis_window = bool(per_axis_window)
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:
@@ -116,32 +128,36 @@ class SwinBlock(keras.layers.Layer):
             qkv_bias=self.qkv_bias,
             attention_dropout_rate=self.attention_dropout_rate,
             projection_dropout_rate=self.dropout_rate,
+            truncated_bias_index=self.per_axis_window,
             dtype=self.dtype_policy,
             name="attention",
         )
 
-    def _attend(self, x, training):
-        """Window attention on a normalised `(B, H, W, C)` map."""
-        height, width = swin_ops.spatial_shape(x)
+    def _window_and_shift(self, height, width):
+        """`((window_h, window_w), (shift_h, shift_w))` on a `height x width` map."""
+        if self.per_axis_window:
+            return swin_ops.per_axis_window(height, width, self.window_size, self.shift_size)
         if self.always_partition:
             window, shift = self.window_size, self.shift_size
         else:
-            window, shift = swin_ops.effective_window(
-                height, width, self.window_size, self.shift_size
-            )
-        x = swin_ops.pad_to_multiple(x, window, window)
+            window, shift = swin_ops.effective_window(height, width, self.window_size, self.shift_size)
+        return (window, window), (shift, shift)
+
+    def _attend(self, x, training):
+        """Window attention on a normalised `(B, H, W, C)` map."""
+        height, width = swin_ops.spatial_shape(x)
+        window, shift = self._window_and_shift(height, width)
+        x = swin_ops.pad_to_multiple(x, *window)
         padded_h, padded_w = swin_ops.spatial_shape(x)
         # With a static shape and no shift the mask is all zeros and is skipped.
-        shifted = self.shift_size > 0 and not (swin_ops.is_static(shift) and shift == 0)
+        shifted = self.shift_size > 0 and not (swin_ops.is_static(*shift) and shift == (0, 0))
         mask = None
         if shifted:
             x = swin_ops.cyclic_shift(x, shift)
             mask = swin_ops.shifted_window_mask(padded_h, padded_w, window, shift)
-        windows = swin_ops.window_partition(x, window, window)
-        windows = self.attention(
-            windows, attention_mask=mask, window_shape=(window, window), training=training
-        )
-        x = swin_ops.window_reverse(windows, window, window, padded_h, padded_w)
+        windows = swin_ops.window_partition(x, *window)
+        windows = self.attention(windows, attention_mask=mask, window_shape=window, training=training)
+        x = swin_ops.window_reverse(windows, *window, padded_h, padded_w)
         if shifted:
             x = swin_ops.reverse_cyclic_shift(x, shift)
         return x[:, :height, :width]
@@ -178,4 +194,5 @@ class SwinBlock(keras.layers.Layer):
             "drop_path_rate": self.drop_path_rate,
             "norm_epsilon": self.norm_epsilon,
             "always_partition": self.always_partition,
+            "per_axis_window": self.per_axis_window,
         }

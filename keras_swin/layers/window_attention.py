@@ -90,13 +90,18 @@ class WindowAttention(keras.layers.Layer):
         qkv_bias: bool, use a bias in the fused qkv projection. Default True.
         attention_dropout_rate: float in [0, 1), dropout on attention weights.
         projection_dropout_rate: float in [0, 1), dropout after the output projection.
+        truncated_bias_index: bool, read the bias of a window smaller than `window_size`
+            as MONAI's SwinUNETR does: the first N rows and columns of the full window's
+            index (`ops.truncated_position_index`), instead of each token pair's offset
+            from the centre of the table. Default False.
 
     Call arguments:
         x: `(B * num_windows, N, C)` tokens of each window, N = window_h * window_w.
         attention_mask: optional float `(num_windows, N, N)`, added to the logits of each window.
         window_shape: optional `(window_h, window_w)` actually attended over (ints or int
             tensors), at most `window_size`; the bias then comes from the centre of the
-            table. Defaults to `window_size`.
+            table (or, with `truncated_bias_index`, its first rows). Defaults to
+            `window_size`.
 
     Output shape: `(B * num_windows, N, C)`.
     """
@@ -108,10 +113,12 @@ class WindowAttention(keras.layers.Layer):
         qkv_bias=True,
         attention_dropout_rate=0.0,
         projection_dropout_rate=0.0,
+        truncated_bias_index=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         set_attention_arguments(self, num_heads, window_size, qkv_bias, attention_dropout_rate, projection_dropout_rate)
+        self.truncated_bias_index = bool(truncated_bias_index)
 
     def build(self, input_shape):
         channels = check_attention_input(self, input_shape)
@@ -147,8 +154,11 @@ class WindowAttention(keras.layers.Layer):
     def relative_position_bias(self, window_h, window_w):
         """The bias for a `window_h x window_w` window: float32 `(heads, N, N)`."""
         table_h, table_w = self.window_size
-        index = swin_ops.relative_position_index(window_h, window_w, table_h, table_w)
         tokens = window_h * window_w
+        if self.truncated_bias_index:
+            index = swin_ops.truncated_position_index(tokens, table_h, table_w)
+        else:
+            index = swin_ops.relative_position_index(window_h, window_w, table_h, table_w)
         table = ops.cast(self.relative_position_bias_table, "float32")
         bias = ops.take(table, ops.reshape(index, (-1,)), axis=0)
         bias = ops.reshape(bias, (tokens, tokens, self.num_heads))
@@ -180,4 +190,5 @@ class WindowAttention(keras.layers.Layer):
             "qkv_bias": self.qkv_bias,
             "attention_dropout_rate": self.attention_dropout_rate,
             "projection_dropout_rate": self.projection_dropout_rate,
+            "truncated_bias_index": self.truncated_bias_index,
         }

@@ -60,13 +60,14 @@ def array_batches(images, batch_size):
     return tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def check_image_shape(shape, where):
-    """Raises a ValueError unless `shape` is that of a batch of RGB images
-    `(batch, height, width, 3)`. Dimensions unknown at trace time pass.
+def check_image_shape(shape, where, channels=CHANNELS):
+    """Raises a ValueError unless `shape` is that of a batch of images
+    `(batch, height, width, channels)` (RGB by default). Dimensions unknown at trace time pass.
 
     Args:
         shape: a tuple (None for unknown dimensions) or a TensorShape.
         where: what received it, for the message ("call", "predict", ...).
+        channels: int, the channels the model was built for. Default 3.
     """
     try:
         dims = tuple(None if d is None else int(d) for d in shape)
@@ -74,21 +75,23 @@ def check_image_shape(shape, where):
         return
     if len(dims) != 4:
         raise ValueError(
-            f"{where}: expected a batch of images of rank 4 (batch, height, width, {CHANNELS}); "
+            f"{where}: expected a batch of images of rank 4 (batch, height, width, {channels}); "
             f"received rank {len(dims)} with shape {dims}. For one image, add a batch axis "
             "(image[None])."
         )
-    channels = dims[-1]
-    if channels is not None and channels != CHANNELS:
+    received = dims[-1]
+    if received is not None and received != channels:
+        rgb = " (RGB)" if channels == 3 else ""
         hint = (
             " For grayscale, repeat the channel first (np.repeat(images, 3, axis=-1)); the model "
             "never does it silently."
-            if channels == 1
+            if channels == 3 and received == 1
             else ""
         )
         raise ValueError(
-            f"{where}: expected images with {CHANNELS} channels (RGB), shape (batch, height, width, "
-            f"{CHANNELS}); received {channels} channel{'s' if channels != 1 else ''} in shape {dims}.{hint}"
+            f"{where}: expected images with {channels} channel{'s' if channels != 1 else ''}{rgb}, shape "
+            f"(batch, height, width, {channels}); received {received} channel{'s' if received != 1 else ''} "
+            f"in shape {dims}.{hint}"
         )
 
 
@@ -106,24 +109,27 @@ def _data_shape(x):
 
 
 class ImageModel(keras.Model):
-    """A functional model over images `(batch, height, width, 3)` that refuses anything
-    else with a ValueError, in `__call__`, `predict`, `fit` and `evaluate`.
+    """A functional model over images `(batch, height, width, input_channels)` that refuses
+    anything else with a ValueError, in `__call__`, `predict`, `fit` and `evaluate`.
+    `input_channels` is 3 (RGB) unless a family sets it to the channels it was built for.
 
     The `__call__` check reads only the static shape, so it adds no op to the graph and forces
     no retrace; the data checks read arrays and dataset specs before Keras sees them (a
     relaxed retrace may no longer know the channels).
     """
 
+    input_channels = CHANNELS
+
     def __call__(self, *args, **kwargs):
         inputs = args[0] if args else kwargs.get("inputs")
         if hasattr(inputs, "shape") and not isinstance(inputs, (dict, list, tuple)):
-            check_image_shape(inputs.shape, self.name)
+            check_image_shape(inputs.shape, self.name, self.input_channels)
         return super().__call__(*args, **kwargs)
 
     def _check_data(self, x, where):
         shape = _data_shape(x)
         if shape is not None:
-            check_image_shape(shape, f"{self.name}.{where}")
+            check_image_shape(shape, f"{self.name}.{where}", self.input_channels)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """`keras.Model.predict` after the input check, with one speed-up on TensorFlow: a

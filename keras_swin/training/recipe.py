@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_swin import export
-from keras_swin.configs import MODEL_NAMES, SEGMENTER_NAMES, SMALL_CONFIGS, SMALL_SEGMENTERS
+from keras_swin.configs import MAX_IMAGE_SIZE, MODEL_NAMES, SEGMENTER_NAMES, SMALL_CONFIGS, SMALL_SEGMENTERS
 from keras_swin.training import multiworker, outputs
 
 logger = logging.getLogger("keras_swin")
@@ -139,7 +139,6 @@ def check_config(config):
     outputs.check_output(os.path.abspath(config.output), config.resume, config.overwrite)
 
 
-MAX_IMAGE_SIZE = 4096
 
 
 def _check_number(option, value, low, high, low_open=False, high_open=False, integer=False):
