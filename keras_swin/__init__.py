@@ -3,12 +3,15 @@
 from keras_swin.layers import (
     AdaptiveAveragePooling2D,
     BilinearResize,
+    CropToReference,
     DropPath,
+    PadToMultiple,
     PatchEmbedding,
     PatchMerging,
     PatchMergingV2,
     SwinBlock,
     SwinBlockV2,
+    UnetResidualBlock,
     WindowAttention,
     WindowAttentionV2,
 )
@@ -19,6 +22,7 @@ from keras_swin.models import (
     SwinT,
     SwinTransformer,
     SwinTransformerV2,
+    SwinUNETR,
     SwinV2B,
     SwinV2L,
     SwinV2S,
@@ -58,5 +62,9 @@ __all__ = [
     "UPerNetSwinL",
     "AdaptiveAveragePooling2D",
     "BilinearResize",
+    "SwinUNETR",
+    "UnetResidualBlock",
+    "PadToMultiple",
+    "CropToReference",
     "__version__",
 ]

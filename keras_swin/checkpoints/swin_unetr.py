@@ -45,18 +45,18 @@ def to_monai_layout(state_dict):
     Anything else is a WeightsMismatchError naming keys and shapes found."""
     state = {_renamed(k): v for k, v in state_dict.items() if not IGNORED_KEY_PATTERN.search(k)}
     encoder = {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
-    if f"{ENCODER_PREFIX}patch_embed.proj.weight" not in encoder:
-        found = [f"{k} {tuple(v.shape)}" for k, v in list(state_dict.items())[:6]]
+    embedding = encoder.get(f"{ENCODER_PREFIX}patch_embed.proj.weight")
+    if embedding is None or not any(k.startswith(f"{ENCODER_PREFIX}layers1.0.blocks.") for k in encoder):
+        found = [f"{k} {tuple(getattr(v, 'shape', ()))}" for k, v in list(state_dict.items())[:6]]
         raise WeightsMismatchError(
             "Unrecognised SwinUNETR checkpoint: expected MONAI's keys ('swinViT.patch_embed.proj.weight', "
             "'swinViT.layers1.0.blocks.0.*', 'encoder1.layer.*', 'decoder5.*', 'out.conv.conv.*', or the "
             f"self-supervised encoder's 'module.patch_embed.*', 'module.layers1.0.*'); found {found}."
         )
-    weight = encoder[f"{ENCODER_PREFIX}patch_embed.proj.weight"]
-    if weight.ndim != 4:
+    if embedding.ndim != 4:
         raise WeightsMismatchError(
-            f"'swinViT.patch_embed.proj.weight' has shape {tuple(weight.shape)}: a {weight.ndim - 2}D "
-            "SwinUNETR (spatial_dims=3 for a 3D one); keras_swin.SwinUNETR is 2D (spatial_dims=2)."
+            f"'swinViT.patch_embed.proj.weight' has shape {tuple(embedding.shape)}: a {embedding.ndim - 2}D "
+            f"SwinUNETR (MONAI's spatial_dims={embedding.ndim - 2}); keras_swin.SwinUNETR is MONAI's spatial_dims=2."
         )
     if any(_DECODER_KEY.match(k) for k in state):
         return state, FULL_LAYOUT
@@ -67,6 +67,21 @@ def to_monai_layout(state_dict):
             len(others), others[:6], " ..." if len(others) > 6 else "",
         )
     return encoder, ENCODER_LAYOUT
+
+
+def check_arguments(model, state):
+    """A WeightsMismatchError naming the argument when the checkpoint was made for another
+    `in_channels`, `feature_size` or `out_channels` than `model`."""
+    feature_size, in_channels = state[f"{ENCODER_PREFIX}patch_embed.proj.weight"].shape[:2]
+    found = {"in_channels": in_channels, "feature_size": feature_size}
+    if "out.conv.conv.weight" in state:
+        found["out_channels"] = state["out.conv.conv.weight"].shape[0]
+    for name, value in found.items():
+        if int(value) != getattr(model, name):
+            raise WeightsMismatchError(
+                f"The checkpoint was made for {name}={int(value)}; model '{model.name}' has "
+                f"{name}={getattr(model, name)}. Build the model with {name}={int(value)}."
+            )
 
 
 def monai_variable_map(model):
@@ -135,6 +150,7 @@ def load_state(model, raw_state):
     """Renames a read MONAI state dict and assigns it to `model` after checking every key
     and shape (the encoder's alone for the self-supervised layout); returns the layout."""
     state, layout = to_monai_layout(raw_state)
+    check_arguments(model, state)
     mapping = monai_variable_map(model)
     if layout == ENCODER_LAYOUT:
         mapping = {k: v for k, v in mapping.items() if k.startswith(ENCODER_PREFIX)}

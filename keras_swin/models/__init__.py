@@ -1,8 +1,9 @@
-"""The model families: Swin V1 (`swin`), Swin V2 (`swin_v2`) and UPerNet (`upernet`), each a
-functional `keras.Model` over `image_model.ImageModel`."""
+"""The model families: Swin V1 (`swin`), Swin V2 (`swin_v2`), UPerNet (`upernet`) and SwinUNETR
+(`swin_unetr`), each a functional `keras.Model` over `image_model.ImageModel`."""
 
 from keras_swin.models.image_model import ImageModel
 from keras_swin.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer, build_model
+from keras_swin.models.swin_unetr import SwinUNETR
 from keras_swin.models.swin_v2 import SwinTransformerV2, SwinV2B, SwinV2L, SwinV2S, SwinV2T, build_model_v2
 from keras_swin.models.upernet import UPerNet, UPerNetSwinB, UPerNetSwinL, UPerNetSwinS, UPerNetSwinT, build_upernet
 
@@ -26,4 +27,5 @@ __all__ = [
     "UPerNetSwinB",
     "UPerNetSwinL",
     "build_upernet",
+    "SwinUNETR",
 ]

@@ -32,7 +32,8 @@ NO_DECAY_NAMES = ("bias", "gamma", "beta", "relative_position_bias_table")
 
 
 def _check_arguments(in_channels, out_channels, feature_size, depths, num_heads, window_size, norm_name, downsample):
-    for arg_name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("feature_size", feature_size)):
+    sizes = {"in_channels": in_channels, "out_channels": out_channels, "feature_size": feature_size}
+    for arg_name, value in sizes.items():
         if int(value) < 1:
             raise ValueError(f"`{arg_name}` must be >= 1; received {arg_name}={value}.")
     if len(depths) != NUM_STAGES or len(num_heads) != NUM_STAGES:
