@@ -18,6 +18,20 @@ def check_rates(**rates):
             raise ValueError(f"`{name}` must be in [0, 1); received {name}={rate!r}.")
 
 
+def check_stages(depths, num_heads, width, width_name):
+    """A ValueError unless every stage has >= 1 block and heads that divide its width
+    (`width * 2**stage`, `width` being the argument named `width_name`)."""
+    if min(depths) < 1:
+        raise ValueError(f"Every stage needs >= 1 block; received depths={depths}.")
+    for stage, heads in enumerate(num_heads):
+        stage_width = width * 2**stage
+        if heads < 1 or stage_width % heads:
+            raise ValueError(
+                f"`num_heads[{stage}]`={heads} must divide the stage width {stage_width} "
+                f"({width_name}={width} * 2**{stage})."
+            )
+
+
 def _ceil_div(a, b):
     return -(-a // b)
 

@@ -45,6 +45,19 @@ def identity(value):
     return value
 
 
+def norm_entries(prefix, layer):
+    """`{key: (variable, transform)}` of a LayerNorm under PyTorch's `prefix.weight/.bias`."""
+    return {f"{prefix}.weight": (layer.gamma, identity), f"{prefix}.bias": (layer.beta, identity)}
+
+
+def dense_entries(prefix, layer):
+    """`{key: (variable, transform)}` of a Dense layer as a PyTorch `nn.Linear` at `prefix`."""
+    entries = {f"{prefix}.weight": (layer.kernel, linear)}
+    if layer.use_bias:
+        entries[f"{prefix}.bias"] = (layer.bias, identity)
+    return entries
+
+
 def is_weights_file(weights):
     """True when `weights` names a file by its suffix (else it is a preset name)."""
     return os.fspath(weights).endswith(WEIGHTS_SUFFIXES)

@@ -12,10 +12,11 @@ from keras_swin.checkpoints.files import (
     WeightsMismatchError,
     assign_checked,
     conv,
+    dense_entries,
     identity,
-    linear,
     load_file_or_preset,
     logger,
+    norm_entries,
 )
 
 # Keys that only one version has, to name a V1/V2 mix-up.
@@ -158,13 +159,10 @@ def official_variable_map(model):
     mapping = {}
 
     def add_norm(prefix, layer):
-        mapping[f"{prefix}.weight"] = (layer.gamma, identity)
-        mapping[f"{prefix}.bias"] = (layer.beta, identity)
+        mapping.update(norm_entries(prefix, layer))
 
     def add_dense(prefix, layer):
-        mapping[f"{prefix}.weight"] = (layer.kernel, linear)
-        if layer.use_bias:
-            mapping[f"{prefix}.bias"] = (layer.bias, identity)
+        mapping.update(dense_entries(prefix, layer))
 
     embedding = model.get_layer("patch_embedding")
     mapping["patch_embed.proj.weight"] = (embedding.projection.kernel, conv)

@@ -14,10 +14,11 @@ from keras_swin.checkpoints.files import (
     WeightsMismatchError,
     assign_checked,
     conv,
+    dense_entries,
     identity,
-    linear,
     load_file_or_preset,
     logger,
+    norm_entries,
 )
 
 ENCODER_PREFIX = "swinViT."
@@ -89,13 +90,10 @@ def monai_variable_map(model):
     mapping = {}
 
     def add_norm(prefix, layer):
-        mapping[f"{prefix}.weight"] = (layer.gamma, identity)
-        mapping[f"{prefix}.bias"] = (layer.beta, identity)
+        mapping.update(norm_entries(prefix, layer))
 
     def add_dense(prefix, layer):
-        mapping[f"{prefix}.weight"] = (layer.kernel, linear)
-        if layer.use_bias:
-            mapping[f"{prefix}.bias"] = (layer.bias, identity)
+        mapping.update(dense_entries(prefix, layer))
 
     def add_residual_block(prefix, block):
         for index, (conv_layer, norm) in enumerate(

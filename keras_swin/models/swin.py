@@ -9,7 +9,7 @@ from keras_swin.configs import IMAGENET_MEAN, IMAGENET_STD, MODEL_CONFIGS
 from keras_swin.cpu import prefers_xla
 from keras_swin.layers import PatchEmbedding, PatchMerging, SwinBlock
 from keras_swin.models.image_model import ImageModel, check_input_shape, image_input, resolve_dtype_policy
-from keras_swin.utils import check_rates
+from keras_swin.utils import check_rates, check_stages
 
 POOLINGS = (None, "avg", "max")
 # Variables that the official and timm recipes leave out of weight decay (timm's
@@ -24,17 +24,9 @@ def _check_architecture(embed_dim, depths, num_heads, window_size, pooling, incl
             f"depths={depths} ({len(depths)} stages) and num_heads={num_heads} "
             f"({len(num_heads)} stages)."
         )
-    if min(depths) < 1:
-        raise ValueError(f"Every stage needs >= 1 block; received depths={depths}.")
+    check_stages(depths, num_heads, embed_dim, "embed_dim")
     if int(window_size) < 1:
         raise ValueError(f"`window_size` must be >= 1; received window_size={window_size}.")
-    for stage, heads in enumerate(num_heads):
-        width = embed_dim * 2**stage
-        if heads < 1 or width % heads:
-            raise ValueError(
-                f"`num_heads[{stage}]`={heads} must divide the stage width {width} "
-                f"(embed_dim={embed_dim} * 2**{stage})."
-            )
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}; received pooling={pooling!r}.")
     if include_top and not include_final_norm:

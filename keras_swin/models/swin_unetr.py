@@ -16,7 +16,7 @@ from keras_swin.layers import (
 )
 from keras_swin.layers.initializers import conv_bias_initializer, conv_kernel_initializer
 from keras_swin.models.image_model import ImageModel, resolve_dtype_policy
-from keras_swin.utils import check_rates
+from keras_swin.utils import check_rates, check_stages
 
 PATCH_SIZE = 2
 # The patch embedding and four patch mergings halve the map five times.
@@ -41,15 +41,7 @@ def _check_arguments(in_channels, out_channels, feature_size, depths, num_heads,
             f"`depths` and `num_heads` must have {NUM_STAGES} entries, one per stage (the decoder takes "
             f"five hidden states); received depths={depths} and num_heads={num_heads}."
         )
-    if min(depths) < 1:
-        raise ValueError(f"Every stage needs >= 1 block; received depths={depths}.")
-    for stage, heads in enumerate(num_heads):
-        width = feature_size * 2**stage
-        if heads < 1 or width % heads:
-            raise ValueError(
-                f"`num_heads[{stage}]`={heads} must divide the stage width {width} "
-                f"(feature_size={feature_size} * 2**{stage})."
-            )
+    check_stages(depths, num_heads, feature_size, "feature_size")
     if isinstance(window_size, (tuple, list)) or int(window_size) < 1:
         raise ValueError(f"`window_size` must be an int >= 1 (a square window); received window_size={window_size!r}.")
     if norm_name not in NORMS:
