@@ -38,7 +38,7 @@ STRATEGIES = ("auto", "mirrored", "multiworker")
 TASK_DEFAULTS = {
     "classification": dict(
         data="digits", model="swin_digits", output="saved_models/swin_digits", augment="light",
-        epochs=60, batch_size=64, learning_rate=2e-3, warmup_epochs=3, jit_compile=True, auxiliary_head=False,
+        epochs=100, batch_size=64, learning_rate=2e-3, warmup_epochs=3, jit_compile=True, auxiliary_head=False,
     ),
     "segmentation": dict(
         data="digit-scenes", model="upernet_swin_scenes", output="saved_models/upernet_swin_scenes",
@@ -137,8 +137,6 @@ def check_config(config):
     if config.resume and config.overwrite:
         raise ValueError("--resume continues the run in --output and --overwrite replaces it; pass one of them.")
     outputs.check_output(os.path.abspath(config.output), config.resume, config.overwrite)
-
-
 
 
 def _check_number(option, value, low, high, low_open=False, high_open=False, integer=False):
