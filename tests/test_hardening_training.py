@@ -252,3 +252,12 @@ def test_non_finite_tensors_are_refused(tiny_models, tmp_path, bad):
     with pytest.raises(WeightsMismatchError, match="'patch_embed.proj.weight' holds 96 NaN or infinite values of 96"):
         model.load_checkpoint(str(tmp_path / "bad.safetensors"))
     assert all(np.array_equal(b, keras.ops.convert_to_numpy(v.value)) for b, v in zip(before, model.weights))
+
+
+@pytest.mark.parametrize("shape, message", [((0, 16, 16, 3), "received 0 images"), ((2, 0, 16, 3), "at least 1x1 pixel")])
+def test_empty_batches_and_zero_sized_images_are_refused(tiny_models, shape, message):
+    model = tiny_models[0]
+    images = np.zeros(shape, "float32")
+    for call in (model, model.predict):  # a raw shape error and an UnboundLocalError before
+        with pytest.raises(ValueError, match=message):
+            call(images)

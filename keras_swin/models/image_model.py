@@ -79,6 +79,10 @@ def check_image_shape(shape, where, channels=CHANNELS):
             f"received rank {len(dims)} with shape {dims}. For one image, add a batch axis "
             "(image[None])."
         )
+    if dims[0] == 0:
+        raise ValueError(f"{where}: received 0 images (shape {dims}); expected a batch of at least one image.")
+    if 0 in dims[1:3]:
+        raise ValueError(f"{where}: images must be at least 1x1 pixel; received shape {dims}.")
     received = dims[-1]
     if received is not None and received != channels:
         rgb = " (RGB)" if channels == 3 else ""
