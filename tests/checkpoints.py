@@ -155,3 +155,24 @@ def timm_v2_state_dict(official_state):
         if key.endswith(".attn.q_bias"):
             state[key.replace("q_bias", "k_bias")] = np.zeros_like(state[key])
     return state
+
+
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hub_snapshot(hub, repository):
+    """The snapshot folder of `repository` ("owner/name") in a Hugging Face cache at `hub`,
+    laid out as huggingface_hub leaves it after a download (`refs/main` naming a commit,
+    `snapshots/<commit>/`); the caller writes the checkpoint files into it."""
+    repo = hub / f"models--{repository.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(HUB_COMMIT)
+    snapshot = repo / "snapshots" / HUB_COMMIT
+    snapshot.mkdir(parents=True, exist_ok=True)
+    return snapshot
+
+
+def parity_reported(stdout):
+    """`{"features": ..., "outputs": ...}` from the parity line that `keras-swin convert` prints."""
+    line = stdout.split("(max abs diff, fp32): ")[1].splitlines()[0]
+    return {name: float(value) for name, value in (item.strip().split(" ") for item in line.split(","))}

@@ -1,5 +1,7 @@
 """The Hugging Face PyTorch Swin as the reference for parity tests."""
 
+import functools
+
 import numpy as np
 import torch
 from transformers import SwinConfig, SwinForImageClassification
@@ -24,12 +26,32 @@ def hf_reference(
         num_labels=num_labels,
         drop_path_rate=0.0,
     )
-    model = SwinForImageClassification(config).eval()
+    return _perturbed(SwinForImageClassification(config).eval(), "relative_position_bias_table")
+
+
+def _perturbed(model, *also):
+    """`model` with its biases, norms and the parameters named by `also` moved off their
+    initialisation by N(0, 0.5), so that a wrong mapping of any of them shows."""
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or "relative_position_bias_table" in name:
+            if name.endswith("bias") or "norm" in name or any(part in name for part in also):
                 param.add_(torch.randn_like(param) * 0.5)
     return model
+
+
+def _nchw(images_nhwc):
+    return torch.from_numpy(np.ascontiguousarray(np.transpose(images_nhwc, (0, 3, 1, 2))))
+
+
+# The Swin-T architecture (the paper's table), for the full-size parity, preset and CLI tests.
+SWIN_T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
+
+
+@functools.lru_cache(maxsize=None)
+def hf_swin_t():
+    """The ImageNet Swin-T (window 7, 1,000 classes) from `hf_reference`, built once per
+    session (the tests only read it)."""
+    return hf_reference(**SWIN_T, window_size=7, num_labels=1000)
 
 
 def hf_state_dict(model):
@@ -38,7 +60,7 @@ def hf_state_dict(model):
 
 def hf_outputs(model, images_nhwc):
     """Logits and the stage outputs before merging (P2..), NHWC, for normalised images."""
-    pixel_values = torch.from_numpy(np.transpose(images_nhwc, (0, 3, 1, 2)).copy())
+    pixel_values = _nchw(images_nhwc)
     stage_outputs = []
 
     def hook(module, inputs, output):
@@ -77,10 +99,12 @@ def assert_parity(keras_model, hf, images, atol=1e-4):
         np.testing.assert_allclose(features[level], pyramid[level], atol=atol, err_msg=level)
 
 
-def keras_from_hf(model, input_shape=(None, None, 3), **kwargs):
-    """The keras_swin model with the HF model's weights, taking normalised images."""
+def keras_like(model, **kwargs):
+    """An untrained keras_swin classifier (SwinTransformerV2 for a Swinv2 model) with the HF
+    model's architecture, taking normalised images and giving logits; `kwargs` override
+    any argument."""
     config = model.config
-    keras_model = keras_swin.SwinTransformer(
+    arguments = dict(
         patch_size=config.patch_size,
         embed_dim=config.embed_dim,
         depths=config.depths,
@@ -90,9 +114,16 @@ def keras_from_hf(model, input_shape=(None, None, 3), **kwargs):
         classes=config.num_labels,
         classifier_activation=None,
         include_preprocessing=False,
-        input_shape=input_shape,
-        **kwargs,
     )
+    if hasattr(model, "swinv2"):
+        arguments["pretrained_window_sizes"] = config.pretrained_window_sizes
+        return keras_swin.SwinTransformerV2(**{**arguments, **kwargs})
+    return keras_swin.SwinTransformer(**{**arguments, **kwargs})
+
+
+def keras_from_hf(model, **kwargs):
+    """The keras_swin classifier (V1 or V2) with the HF model's weights, taking normalised images."""
+    keras_model = keras_like(model, **kwargs)
     state, layout = to_official_layout(hf_state_dict(model))
     official_to_keras(keras_model, state, layout)
     return keras_model
@@ -130,11 +161,8 @@ def hf_upernet_reference(
         num_labels=num_labels,
         use_auxiliary_head=use_auxiliary_head,
     )
-    model = UperNetForSemanticSegmentation(config).eval()
+    model = _perturbed(UperNetForSemanticSegmentation(config).eval(), "relative_position_bias_table")
     with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or "relative_position_bias_table" in name:
-                param.add_(torch.randn_like(param) * 0.5)
         for name, buffer in model.named_buffers():
             if name.endswith("running_mean"):
                 buffer.add_(torch.randn_like(buffer) * 0.3)
@@ -145,7 +173,7 @@ def hf_upernet_reference(
 
 def hf_upernet_outputs(model, images_nhwc):
     """`(logits, auxiliary_logits or None)` NHWC at the image size, for normalised images."""
-    pixel_values = torch.from_numpy(np.transpose(images_nhwc, (0, 3, 1, 2)).copy())
+    pixel_values = _nchw(images_nhwc)
     with torch.no_grad():
         logits = model(pixel_values=pixel_values).logits
         auxiliary = None
@@ -197,23 +225,15 @@ def hf_v2_reference(
         window_size=window_size, pretrained_window_sizes=list(pretrained_window_sizes),
         num_labels=num_labels, drop_path_rate=0.0,
     )
-    model = Swinv2ForImageClassification(config).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or "logit_scale" in name or "continuous_position" in name:
-                param.add_(torch.randn_like(param) * 0.5)
-    return model
+    return _perturbed(Swinv2ForImageClassification(config).eval(), "logit_scale", "continuous_position")
 
 
-def keras_v2_from_hf(model, **kwargs):
-    """The keras_swin V2 classifier with the HF model's weights, taking normalised images."""
-    config = model.config
-    keras_model = keras_swin.SwinTransformerV2(
-        embed_dim=config.embed_dim, depths=config.depths, num_heads=config.num_heads,
-        window_size=config.window_size, pretrained_window_sizes=config.pretrained_window_sizes,
-        include_top=True, classes=config.num_labels, classifier_activation=None,
-        include_preprocessing=False, **kwargs,
-    )
-    state, layout = to_official_layout(hf_state_dict(model))
-    official_to_keras(keras_model, state, layout)
-    return keras_model
+def torch_resize_bilinear(images_nhwc, size):
+    """`torch.nn.functional.interpolate(mode="bilinear", align_corners=False)` to `size`, NHWC."""
+    out = torch.nn.functional.interpolate(_nchw(images_nhwc), size=tuple(size), mode="bilinear", align_corners=False)
+    return out.numpy().transpose(0, 2, 3, 1)
+
+
+def torch_adaptive_average_pool(images_nhwc, bins):
+    """`torch.nn.functional.adaptive_avg_pool2d(x, bins)`, NHWC."""
+    return torch.nn.functional.adaptive_avg_pool2d(_nchw(images_nhwc), bins).numpy().transpose(0, 2, 3, 1)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import keras_swin
-from harness import random_inputs, run_python
+from harness import cli, random_inputs, run_python
 from keras_swin import export
 
 CLASS_NAMES = [f"class_{i}" for i in range(6)]
@@ -215,9 +215,8 @@ def test_quantized_tflite_agrees_with_keras_on_a_trained_model(tmp_path):
 def test_cli_export_writes_both_formats_and_reports_agreement(tmp_path):
     model = tiny_classifier(input_shape=(32, 32, 3))
     model.save(tmp_path / "tiny.keras")
-    command = [sys.executable, "-m", "keras_swin.cli", "export", str(tmp_path / "tiny.keras"),
-               "--format", "all", "--output", str(tmp_path / "out"), "--version", "2", "--quantize", "dynamic"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    options = ["--format", "all", "--output", tmp_path / "out", "--version", "2", "--quantize", "dynamic"]
+    result = cli("export", tmp_path / "tiny.keras", *options)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "out" / "serving" / model.name / "2" / "saved_model.pb").is_file()
     tflite_path = tmp_path / "out" / f"{model.name}_dynamic.tflite"
@@ -225,6 +224,5 @@ def test_cli_export_writes_both_formats_and_reports_agreement(tmp_path):
     assert "MB; against Keras on 4 images: max abs diff" in result.stdout
     images = random_inputs((2, 32, 32, 3)) * 60 + 120
     assert export.compare_tflite(model, tflite_path, images)["max_abs_diff"] < 0.05
-    missing = subprocess.run(command[:4] + [str(tmp_path / "nothere.keras")] + command[5:],
-                             capture_output=True, text=True, timeout=300)
+    missing = cli("export", tmp_path / "nothere.keras", *options)
     assert missing.returncode == 2 and "nothere.keras" in missing.stderr

@@ -1,26 +1,22 @@
 """The JAX backend: training end to end, and UPerNet and Swin V2 equal to TensorFlow."""
 
 import json
-import os
 import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
 import keras_swin
-from harness import REPO_ROOT, random_inputs, run_python
+from harness import cli_process, random_inputs, run_python
 
 TINY = ["--model", "swin_nano", "--epochs", "2", "--batch-size", "32", "--augment", "none", "--verbose", "0"]
 
 
-def _train(args, env=None, timeout=900):
-    return subprocess.Popen(
-        [sys.executable, "-m", "keras_swin.cli", "train", *args], cwd=REPO_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
-    )
+def _train(args):
+    """`KERAS_BACKEND=jax keras-swin train ARGS` on part of the digits (harness.use_few_digits)."""
+    return cli_process("train", *args, few_digits=True, env={"KERAS_BACKEND": "jax"},
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
@@ -28,7 +24,7 @@ def test_jax_backend_trains_resumes_and_exports(tmp_path):
     """`KERAS_BACKEND=jax keras-swin train`: tf.data input, the AdamW recipe, checkpoints,
     metrics and plots in JAX; the export runs in a TensorFlow-backend subprocess."""
     out = tmp_path / "jax"
-    process = _train([*TINY, "--output", str(out)], env={"KERAS_BACKEND": "jax"})
+    process = _train([*TINY, "--output", str(out)])
     stdout, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -38,8 +34,7 @@ def test_jax_backend_trains_resumes_and_exports(tmp_path):
         assert (out / name).exists(), name
     assert len((out / "history.csv").read_text().splitlines()) == 3
     # --resume with more epochs continues from the backup, in JAX.
-    process = _train([*TINY[:2], "--epochs", "3", *TINY[4:], "--output", str(out), "--resume", "--no-export"],
-                     env={"KERAS_BACKEND": "jax"})
+    process = _train([*TINY[:2], "--epochs", "3", *TINY[4:], "--output", str(out), "--resume", "--no-export"])
     _, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stderr[-3000:]
     assert len((out / "history.csv").read_text().splitlines()) == 4

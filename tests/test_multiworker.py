@@ -1,6 +1,7 @@
 """`keras-swin train --strategy multiworker`: Keras's distribution API on JAX over
 `jax.distributed`, with two worker processes on localhost."""
 
+import csv
 import json
 import os
 import re
@@ -15,8 +16,16 @@ from harness import REPO_ROOT
 from keras_swin.training import multiworker
 from keras_swin.train import TrainConfig, train
 
-TINY = ["--model", "swin_nano", "--epochs", "2", "--batch-size", "32", "--augment", "none", "--verbose", "0",
+# --verbose 2: one line of metrics per epoch, so that the workers' histories can be compared.
+TINY = ["--model", "swin_nano", "--epochs", "2", "--batch-size", "32", "--augment", "none", "--verbose", "2",
         "--no-export", "--strategy", "multiworker"]
+
+
+def epoch_logs(stdout):
+    """`[{metric: value}]`, one per epoch, from the lines Keras prints with verbose=2
+    ("13/13 - 2s - 150ms/step - accuracy: 0.1010 - loss: 2.3019 - val_accuracy: ...")."""
+    return [{name: float(value) for name, value in re.findall(r" - (\w+): ([-+.0-9e]+)", line)}
+            for line in stdout.splitlines() if re.match(r"^\d+/\d+ - ", line)]
 
 
 def _free_port():
@@ -55,6 +64,10 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
     digests = [re.findall(r"worker (\d) of 2: weights sha256 ([0-9a-f]{64})", stdout) for stdout, _ in results]
     assert [d[0][0] for d in digests] == ["0", "1"]
     assert digests[0][0][1] == digests[1][0][1], "the workers' weights differ after training"
+    # Both ran the same global steps: identical training histories, epoch by epoch.
+    histories = [epoch_logs(stdout) for stdout, _ in results]
+    assert len(histories[0]) == 2 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(histories[0][0])
+    assert histories[0] == histories[1], histories
 
     # The chief wrote the outputs; the other worker's files went to its own temporary directory,
     # which is gone, and nothing else of it is left.
@@ -67,9 +80,15 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
     assert worker_dir.startswith(str(tmp_path / "tmp1")) and not os.path.exists(worker_dir)
     assert os.listdir(tmp_path / "tmp1") == []
     assert "files go to" not in results[0][0]
-    # Both ran the same global steps: identical training histories.
+    # The chief's history.csv is the history both printed, and best.keras (the final weights,
+    # --select last) holds the weights whose digest both reported.
+    with open(out / "history.csv") as f:
+        logged = list(csv.DictReader(f))
+    for row, printed in zip(logged, histories[0]):
+        for name, value in printed.items():
+            assert float(row[name]) == pytest.approx(value, rel=1e-3, abs=1e-4), (name, row[name], value)
     reloaded = keras.saving.load_model(out / "best.keras", compile=False)
-    assert reloaded.count_params() == metrics["parameters"]
+    assert multiworker.weights_digest(reloaded) == digests[0][0][1]
 
 
 def _environ(**values):

@@ -2,15 +2,13 @@
 metrics against a hand-computed confusion matrix, the CLI end to end, and bad input."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness import REPO_ROOT
+from folders import write_segmentation_folder
+from harness import cli
 from keras_swin.data import segmentation as segmentation_data
 from keras_swin.train import TrainConfig, train
 from keras_swin.training.segmentation import confusion_matrix, iou_metrics
@@ -18,16 +16,7 @@ from keras_swin.training.segmentation import confusion_matrix, iou_metrics
 NANO = dict(task="segmentation", model="upernet_swin_nano", batch_size=16, jit_compile=False, verbose=0)
 
 
-def cli(*args, timeout=900):
-    return subprocess.run(
-        [sys.executable, "-m", "keras_swin.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-
-
-def test_digit_scenes_are_deterministic_and_hold_unseen_digits_in_test():
-    from sklearn.datasets import load_digits
-
+def test_digit_scenes_are_deterministic():
     counts = {"train": 40, "validation": 10, "test": 20}
     first = segmentation_data.digit_scenes(seed=3, counts=counts)
     second = segmentation_data.digit_scenes(seed=3, counts=counts)
@@ -40,14 +29,47 @@ def test_digit_scenes_are_deterministic_and_hold_unseen_digits_in_test():
     for images, masks in (first.train, first.test):
         assert all((m > 0).any() for m in masks)
         assert images[..., 0][masks > 0].mean() > 100 > images[..., 0][masks == 0].mean()
-    # The 80/20 digit split: the same stratified split as sklearn's, so test digits are unseen.
-    from sklearn.model_selection import train_test_split
-
-    labels = load_digits().target
-    pool, held_out = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=3)
-    assert not set(pool) & set(held_out) and len(held_out) == 360
 
 
+class _DrawnRows(np.ndarray):
+    """A digit pool that records every image drawn from it by an integer index."""
+
+    drawn = None
+
+    def __getitem__(self, index):
+        if self.drawn is not None and isinstance(index, (int, np.integer)):
+            self.drawn.append(np.asarray(self)[index].tobytes())
+        return super().__getitem__(index)
+
+
+def test_test_scenes_hold_only_digits_that_no_training_scene_holds(monkeypatch):
+    """digit_scenes exposes no digit identity (`with_boxes` gives each object's class and
+    extent only), so the digit images each split's scenes draw are observed where the scenes
+    are composed: every `_compose_scene` call's pool, and the images taken from it."""
+    from sklearn.datasets import load_digits
+
+    compose, drawn = segmentation_data._compose_scene, {}
+    counts = {"train": 200, "validation": 20, "test": 60}
+    splits_in_order = iter([name for name, count in counts.items() for _ in range(count)])
+
+    def recording(rng, digit_images, digit_labels, *args, **kwargs):
+        pool = digit_images.view(_DrawnRows)
+        pool.drawn = drawn.setdefault(next(splits_in_order), [])
+        return compose(rng, pool, digit_labels, *args, **kwargs)
+
+    monkeypatch.setattr(segmentation_data, "_compose_scene", recording)
+    splits, objects = segmentation_data.digit_scenes(seed=3, counts=counts, with_boxes=True)
+    assert next(splits_in_order, None) is None  # one call per scene, the splits in this order
+    digits = load_digits()
+    labels = {image.tobytes(): label for image, label in zip(digits.images.astype(np.float64), digits.target)}
+    assert len(labels) == 1797  # every 8x8 digit image is distinct: an image identifies a digit
+    train, validation, test = (set(drawn[name]) for name in ("train", "validation", "test"))
+    assert train and validation and test and set(drawn["test"]) <= set(labels)
+    shared = test & (train | validation)
+    assert not shared, f"{len(shared)} digit images of the test scenes are in training or validation scenes"
+    # The drawn digits are the scenes' digits: one per object, with its class.
+    assert sorted(labels[d] for d in drawn["test"]) == sorted(o[4] for scene in objects["test"] for o in scene)
+    assert len(splits.test[0]) == 60
 def test_iou_metrics_against_a_hand_computed_confusion_matrix():
     labels = np.array([[0, 0, 1, 1], [2, 2, 255, 1]])
     predictions = np.array([[0, 1, 1, 1], [2, 0, 2, 2]])
@@ -87,19 +109,6 @@ def test_joint_augmentation_keeps_image_and_mask_aligned():
         np.testing.assert_allclose(batch_images[..., 0][uniform], (batch_masks * 100.0)[uniform], atol=1)
         changed += int((batch_masks != masks[:4]).any())
     assert changed
-
-
-def write_segmentation_folder(root, count=6, size=24, classes=3):
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(count):
-        mask = rng.integers(0, classes, (size, size)).astype(np.uint8)
-        mask[0, 0] = 255
-        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        (root / "images" / f"{i}.jpg").write_bytes(tf.io.encode_jpeg(image).numpy())
-        (root / "masks" / f"{i}.png").write_bytes(tf.io.encode_png(mask[..., None]).numpy())
-    (root / "classes.txt").write_text("\n".join(["background", "cat", "dog"][:classes]))
 
 
 def test_folder_source(tmp_path):

@@ -1,43 +1,13 @@
-"""SwinBlock and the shift mask against the brute-force definitions."""
+"""SwinBlock against the brute-force definition (the shift mask, shifts and windows on their
+own: tests/test_ops.py)."""
 
 import keras
 import numpy as np
 import pytest
 
-from brute_force import brute_force_mask, swin_block
+from brute_force import swin_block
 from harness import random_inputs
 from keras_swin import SwinBlock
-from keras_swin import ops as swin_ops
-
-
-@pytest.mark.parametrize(
-    "height, width, window, shift",
-    [(8, 8, 4, 2), (14, 21, 7, 3), (12, 6, 3, 1), (10, 15, 5, 2)],
-)
-def test_shift_mask_matches_brute_force(height, width, window, shift):
-    mask = keras.ops.convert_to_numpy(swin_ops.shifted_window_mask(height, width, window, shift))
-    np.testing.assert_array_equal(mask, brute_force_mask(height, width, window, shift))
-
-
-def test_shift_mask_is_zero_without_shift():
-    mask = keras.ops.convert_to_numpy(swin_ops.shifted_window_mask(8, 12, 4, 0))
-    assert mask.shape == (6, 16, 16) and not mask.any()
-
-
-def test_cyclic_shift_equals_roll():
-    x = random_inputs((2, 7, 9, 3))
-    shifted = keras.ops.convert_to_numpy(swin_ops.cyclic_shift(x, 3))
-    np.testing.assert_array_equal(shifted, np.roll(x, (-3, -3), axis=(1, 2)))
-    restored = keras.ops.convert_to_numpy(swin_ops.reverse_cyclic_shift(shifted, 3))
-    np.testing.assert_array_equal(restored, x)
-
-
-def test_window_partition_round_trip():
-    x = random_inputs((2, 6, 8, 3))
-    windows = swin_ops.window_partition(x, 3, 4)
-    assert windows.shape == (8, 12, 3)
-    np.testing.assert_array_equal(windows[1], x[0, 0:3, 4:8].reshape(12, 3))
-    np.testing.assert_array_equal(swin_ops.window_reverse(windows, 3, 4, 6, 8), x)
 
 
 def _perturbed_block(channels, num_heads, window_size, shift_size, seed):

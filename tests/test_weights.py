@@ -12,23 +12,14 @@ import torch
 from safetensors.numpy import save_file
 
 import keras_swin
-from checkpoints import official_state_dict, timm_state_dict
-from harness import random_inputs, run_python
+from checkpoints import hub_snapshot, official_state_dict, parity_reported, timm_state_dict
+from harness import cli, random_inputs, weights_unchanged
 from keras_swin.checkpoints.files import WeightsMismatchError
 from keras_swin.checkpoints.swin import detect_layout, load_weights, resize_bias_table
-from reference import assert_parity, hf_outputs, hf_reference, hf_state_dict, keras_from_hf
+from keras_swin.configs import IMAGENET_MEAN, IMAGENET_STD
+from reference import assert_parity, hf_outputs, hf_reference, hf_state_dict, hf_swin_t, keras_from_hf, keras_like
 
 SMALL = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4)
-
-
-def _keras_like(hf, **kwargs):
-    config = hf.config
-    return keras_swin.SwinTransformer(
-        embed_dim=config.embed_dim, depths=config.depths, num_heads=config.num_heads,
-        window_size=kwargs.pop("window_size", config.window_size), include_top=kwargs.pop("include_top", True),
-        classes=kwargs.pop("classes", config.num_labels), classifier_activation=None,
-        include_preprocessing=False, **kwargs,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +44,16 @@ def test_huggingface_parity_small(small_hf, size):
     assert_parity(keras_from_hf(small_hf), small_hf, images)
 
 
+@pytest.fixture(scope="module")
+def swin_t():
+    return keras_from_hf(hf_swin_t())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [(224, 224), (230, 300)])
-def test_huggingface_parity_full_swin_t(size):
-    hf = hf_reference(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, num_labels=1000)
-    model = keras_from_hf(hf)
-    assert model.count_params() == 28_288_354
-    assert_parity(model, hf, random_inputs((1,) + size + (3,)))
+def test_huggingface_parity_full_swin_t(swin_t, size):
+    assert swin_t.count_params() == 28_288_354
+    assert_parity(swin_t, hf_swin_t(), random_inputs((1,) + size + (3,)))
 
 
 @pytest.mark.slow
@@ -75,8 +69,8 @@ def test_official_pth_and_timm_safetensors_load_equal(small_hf, tmp_path):
     safetensors = tmp_path / "timm.safetensors"
     save_file(timm_state_dict(official), str(safetensors))
     images = random_inputs((2, 72, 100, 3))
-    from_pth = _keras_like(small_hf, weights=pth)
-    from_safetensors = _keras_like(small_hf, weights=safetensors)
+    from_pth = keras_like(small_hf, weights=pth)
+    from_safetensors = keras_like(small_hf, weights=safetensors)
     assert load_weights(from_pth, pth) == "official"
     assert load_weights(from_safetensors, safetensors) == "timm"
     np.testing.assert_array_equal(from_pth(images), from_safetensors(images))
@@ -96,18 +90,18 @@ def test_huggingface_bin_with_legacy_key_names(small_hf, tmp_path):
         legacy[key] = torch.from_numpy(value)
     path = tmp_path / "pytorch_model.bin"
     torch.save(legacy, path)
-    assert_parity(_keras_like(small_hf, weights=path), small_hf, random_inputs((1, 64, 64, 3)))
+    assert_parity(keras_like(small_hf, weights=path), small_hf, random_inputs((1, 64, 64, 3)))
 
 
 def test_backbone_drops_head_and_new_classes_reinitialise(small_hf, tmp_path, caplog):
     path = tmp_path / "model.safetensors"
     save_file(official_state_dict(hf_state_dict(small_hf), with_buffers=False), str(path))
-    backbone = _keras_like(small_hf, include_top=False, weights=path)
+    backbone = keras_like(small_hf, include_top=False, weights=path)
     _, pyramid = hf_outputs(small_hf, images := random_inputs((1, 64, 64, 3)))
     features = keras.Model(backbone.input, backbone.pyramid_outputs)(images)
     np.testing.assert_allclose(features["P3"], pyramid["P3"], atol=1e-4)
     with caplog.at_level(logging.WARNING, logger="keras_swin"):
-        fresh_head = _keras_like(small_hf, classes=3, weights=path)
+        fresh_head = keras_like(small_hf, classes=3, weights=path)
     assert "head is freshly initialised" in caplog.text
     assert fresh_head.output.shape[-1] == 3
 
@@ -116,7 +110,7 @@ def test_bias_tables_resize_bicubically_like_official_finetuning(small_hf, tmp_p
     path = tmp_path / "model.safetensors"
     official = official_state_dict(hf_state_dict(small_hf), with_buffers=False)
     save_file(official, str(path))
-    model = _keras_like(small_hf, window_size=6, weights=path)
+    model = keras_like(small_hf, window_size=6, weights=path)
     table = official["layers.1.blocks.0.attn.relative_position_bias_table"]  # (49, 4)
     expected = torch.nn.functional.interpolate(
         torch.from_numpy(table).T.reshape(1, 4, 7, 7), size=(11, 11), mode="bicubic", align_corners=False
@@ -132,24 +126,22 @@ def test_mismatches_name_key_shapes_and_layout(small_hf, tmp_path):
     with pytest.raises(WeightsMismatchError, match=r"patch_embed\.proj\.weight.*official.*\(4, 4, 3, 48\).*\(4, 4, 3, 32\)"):
         from keras_swin.checkpoints.swin import official_to_keras
         official_to_keras(wider, official, "official")
-    model = _keras_like(small_hf)
-    before = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    model = keras_like(small_hf)
     broken = dict(official)
     del broken["layers.1.blocks.1.mlp.fc2.weight"]
     path = tmp_path / "broken.safetensors"
     save_file(timm_state_dict(broken), str(path))
-    with pytest.raises(WeightsMismatchError, match=r"timm layout.*missing keys \['layers\.1\.blocks\.1\.mlp\.fc2\.weight'\]"):
+    with weights_unchanged(model), pytest.raises(
+        WeightsMismatchError, match=r"timm layout.*missing keys \['layers\.1\.blocks\.1\.mlp\.fc2\.weight'\]"
+    ):
         load_weights(model, path)
-    # Nothing was written: the model is not left half-loaded.
-    for weight, old in zip(model.weights, before):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), old)
     deeper = keras_swin.SwinTransformer(embed_dim=32, depths=(2, 2, 2), num_heads=(2, 4, 8), window_size=4, classes=10)
     with pytest.raises(WeightsMismatchError, match="missing keys.*layers.2"):
         load_weights(deeper, tmp_path / "broken.safetensors")
 
 
 def test_file_errors_name_the_path(small_hf, tmp_path):
-    model = _keras_like(small_hf)
+    model = keras_like(small_hf)
     with pytest.raises(OSError, match="nothere.pth"):
         load_weights(model, tmp_path / "nothere.pth")
     path = tmp_path / "model.safetensors"
@@ -181,7 +173,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, small_hf):
     with open(path, "wb") as f:
         pickle.dump({"model": _RunsCode(str(marker))}, f)
     with pytest.raises(OSError, match="evil.pth"):
-        load_weights(_keras_like(small_hf), path)
+        load_weights(keras_like(small_hf), path)
     assert not marker.exists()
 
 
@@ -191,43 +183,22 @@ def test_keras_weights_files_load(small_hf, tmp_path):
     source.save(tmp_path / "m.keras")
     images = random_inputs((1, 48, 48, 3))
     for name in ("m.weights.h5", "m.keras"):
-        target = _keras_like(small_hf, weights=tmp_path / name)
+        target = keras_like(small_hf, weights=tmp_path / name)
         np.testing.assert_array_equal(target(images), source(images))
 
 
 @pytest.mark.slow
-def test_imagenet_preset_resolves_through_the_hub_cache(tmp_path):
+def test_imagenet_preset_resolves_through_the_hub_cache(offline_hub):
     """A real timm-layout checkpoint placed in a temporary Hugging Face cache, offline."""
-    hf = hf_reference(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, num_labels=1000)
-    snapshot = tmp_path / "hub" / "models--timm--swin_tiny_patch4_window7_224.ms_in1k"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (snapshot / "refs").mkdir(parents=True)
-    (snapshot / "refs" / "main").write_text(commit)
-    (snapshot / "snapshots" / commit).mkdir(parents=True)
-    save_file(timm_state_dict(official_state_dict(hf_state_dict(hf))), str(snapshot / "snapshots" / commit / "model.safetensors"))
+    hf = hf_swin_t()
+    snapshot = hub_snapshot(offline_hub, "timm/swin_tiny_patch4_window7_224.ms_in1k")
+    save_file(timm_state_dict(official_state_dict(hf_state_dict(hf))), str(snapshot / "model.safetensors"))
     images = random_inputs((1, 224, 224, 3))
-    np.save(tmp_path / "x.npy", images)
-    np.save(tmp_path / "y.npy", hf_outputs(hf, images)[0])
-    code = f"""
-        import numpy as np, keras_swin
-        model = keras_swin.SwinT(weights="imagenet", include_preprocessing=False, classifier_activation=None)
-        y = np.asarray(model(np.load({str(tmp_path / "x.npy")!r})))
-        print("maxdiff", float(np.abs(y - np.load({str(tmp_path / "y.npy")!r})).max()))
-    """
-    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
-    assert float(run_python(code, env=env).split("maxdiff")[-1]) <= 1e-4
+    model = keras_swin.SwinT(weights="imagenet", include_preprocessing=False, classifier_activation=None)
+    np.testing.assert_allclose(model(images), hf_outputs(hf, images)[0], atol=1e-4)
     # Not in the cache while offline: a clear OSError naming the repository.
-    missing = run_python(
-        """
-        import keras_swin
-        try:
-            keras_swin.SwinS(weights="in22k")
-        except OSError as error:
-            print("error:", error)
-        """,
-        env=env,
-    )
-    assert "timm/swin_small_patch4_window7_224.ms_in22k" in missing and "HF_HUB_OFFLINE" in missing
+    with pytest.raises(OSError, match=r"'timm/swin_small_patch4_window7_224\.ms_in22k'.*HF_HUB_OFFLINE is set"):
+        keras_swin.SwinS(weights="in22k")
 
 
 def test_sha256_mismatch_is_an_error(tmp_path):
@@ -242,28 +213,21 @@ def test_sha256_mismatch_is_an_error(tmp_path):
 
 @pytest.mark.slow
 def test_cli_convert_reports_parity(tmp_path):
-    import subprocess
-    import sys
-
-    hf = hf_reference(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, num_labels=1000)
+    hf = hf_swin_t()
     src = tmp_path / "swin_tiny.pth"
     torch.save({"model": {k: torch.from_numpy(v) for k, v in official_state_dict(hf_state_dict(hf)).items()}}, src)
     dst = tmp_path / "out" / "swin_t.weights.h5"
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_swin.cli", "convert", str(src), str(dst), "--arch", "swin_t"],
-        capture_output=True, text=True, timeout=600,
-    )
+    result = cli("convert", src, dst, "--arch", "swin_t")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "official layout" in result.stdout
-    parity = dict(
-        item.strip().split(" ") for item in result.stdout.split("(max abs diff, fp32): ")[1].strip().split(",")
-    )
-    assert float(parity["features"]) <= 1e-4 and float(parity["outputs"]) <= 1e-4
-    model = keras_swin.SwinT(weights=dst)
-    images = random_inputs((1, 224, 224, 3)) * 50 + 120
-    assert np.asarray(model(images)).shape == (1, 1000)
-    bad = subprocess.run(
-        [sys.executable, "-m", "keras_swin.cli", "convert", str(src), str(tmp_path / "x.weights.h5"), "--arch", "swin_s"],
-        capture_output=True, text=True, timeout=600,
-    )
+    parity = parity_reported(result.stdout)
+    assert sorted(parity) == ["features", "outputs"]
+    assert parity["features"] <= 1e-4 and parity["outputs"] <= 1e-4
+    # The written file holds the checkpoint: the model it loads into (preprocessing included)
+    # gives HF's logits on the pixels whose normalisation HF was given.
+    model = keras_swin.SwinT(weights=dst, classifier_activation=None)
+    images = random_inputs((1, 224, 224, 3))
+    pixels = images * 255 * np.array(IMAGENET_STD, "float32") + 255 * np.array(IMAGENET_MEAN, "float32")
+    np.testing.assert_allclose(model(pixels), hf_outputs(hf, images)[0], atol=1e-4)
+    bad = cli("convert", src, tmp_path / "x.weights.h5", "--arch", "swin_s")
     assert bad.returncode == 2 and "missing keys" in bad.stderr
