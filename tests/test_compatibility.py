@@ -69,7 +69,7 @@ def test_a_fresh_interpreter_needs_only_import_keras_swin():
         """
     )
     lines = out.strip().splitlines()
-    assert lines[0] == "13 classes, unregistered: []", lines[0]  # 10 layers, 3 model classes
+    assert lines[0] == "17 classes, unregistered: []", lines[0]  # 13 layers, 4 model classes
     loaded = {line.split()[0]: (line.split()[1], float(line.split()[2])) for line in lines[1:]}
     assert loaded.keys() == FILES.keys()
     for name, (cls, _) in FILES.items():
