@@ -1,7 +1,5 @@
 """The Hugging Face PyTorch Swin as the reference for parity tests."""
 
-import functools
-
 import numpy as np
 import torch
 from transformers import SwinConfig, SwinForImageClassification
@@ -47,10 +45,14 @@ def _nchw(images_nhwc):
 SWIN_T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
 
-@functools.lru_cache(maxsize=None)
 def hf_swin_t():
-    """The ImageNet Swin-T (window 7, 1,000 classes) from `hf_reference`, built once per
-    session (the tests only read it)."""
+    """The ImageNet Swin-T (window 7, 1,000 classes) from `hf_reference`: the same weights at
+    every call (seed 0).
+
+    A new one each time: a Hugging Face Swin (V1) classifier is stateful. A stage whose map
+    fits in one window sets its blocks' `shift_size` to 0 for good (`SwinLayer.
+    set_shift_and_window_size`), so after a 224x224 image (stage 4: 7x7) it gets a 230x300
+    one (8x10) wrong by 0.05; a keras_swin model keeps no such state."""
     return hf_reference(**SWIN_T, window_size=7, num_labels=1000)
 
 
@@ -99,17 +101,19 @@ def assert_parity(keras_model, hf, images, atol=1e-4):
         np.testing.assert_allclose(features[level], pyramid[level], atol=atol, err_msg=level)
 
 
+def _architecture(config):
+    """The keras_swin arguments of a Hugging Face Swin (V1 or V2) configuration."""
+    return dict(patch_size=config.patch_size, embed_dim=config.embed_dim, depths=config.depths,
+                num_heads=config.num_heads, window_size=config.window_size)
+
+
 def keras_like(model, **kwargs):
     """An untrained keras_swin classifier (SwinTransformerV2 for a Swinv2 model) with the HF
     model's architecture, taking normalised images and giving logits; `kwargs` override
     any argument."""
     config = model.config
     arguments = dict(
-        patch_size=config.patch_size,
-        embed_dim=config.embed_dim,
-        depths=config.depths,
-        num_heads=config.num_heads,
-        window_size=config.window_size,
+        **_architecture(config),
         include_top=True,
         classes=config.num_labels,
         classifier_activation=None,
@@ -191,10 +195,7 @@ def keras_upernet_like(model, **kwargs):
     config = model.config
     backbone_config = config.backbone_config
     backbone = keras_swin.SwinTransformer(
-        embed_dim=backbone_config.embed_dim,
-        depths=backbone_config.depths,
-        num_heads=backbone_config.num_heads,
-        window_size=backbone_config.window_size,
+        **_architecture(backbone_config),
         include_preprocessing=False,
         pyramid_norm=True,
         include_final_norm=False,

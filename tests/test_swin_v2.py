@@ -1,8 +1,6 @@
 """Swin V2: layers through the harness, parity against Hugging Face's Swinv2, checkpoints in
 every layout, presets, conversion and export."""
 
-import functools
-
 import numpy as np
 import pytest
 import torch
@@ -98,13 +96,14 @@ def test_huggingface_parity_with_pretrained_windows():
     assert_parity(keras_from_hf(hf), hf, random_inputs((1, 256, 256, 3)))
 
 
-@functools.lru_cache(maxsize=None)
 def hf_swin_v2_t():
     return hf_v2_reference(**SWIN_T, num_labels=1000)
 
 
 @pytest.fixture(scope="module")
 def swin_v2_t():
+    """A SwinV2T with `hf_swin_v2_t`'s weights, shared by the sizes (each test builds its own
+    HF reference, the same at every call: see reference.hf_swin_t)."""
     return keras_from_hf(hf_swin_v2_t())
 
 

@@ -218,7 +218,9 @@ def hf_upernet_swin_t(auxiliary_head):
 
 @pytest.fixture(scope="module")
 def upernet_swin_t():
-    """`(hf, model)`: a UPerNetSwinT with the weights of its HF reference (no auxiliary head)."""
+    """`(hf, model)`: a UPerNetSwinT with the weights of its HF reference (no auxiliary head),
+    shared by the sizes: HF's SwinBackbone always partitions, so it keeps none of the window
+    state that a Swin classifier does (reference.hf_swin_t)."""
     hf = hf_upernet_swin_t(auxiliary_head=False)
     model = keras_swin.UPerNetSwinT(include_preprocessing=False)
     upernet_to_keras(model, hf_state_dict(hf))

@@ -46,6 +46,8 @@ def test_huggingface_parity_small(small_hf, size):
 
 @pytest.fixture(scope="module")
 def swin_t():
+    """A SwinT with `hf_swin_t`'s weights, shared by the sizes (it is stateless; the HF
+    reference is not, so each test builds its own)."""
     return keras_from_hf(hf_swin_t())
 
 
