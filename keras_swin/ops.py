@@ -5,8 +5,17 @@ Every helper accepts sizes as Python ints (static shapes, constant-folded by the
 compilers) or as scalar integer tensors (dynamic shapes under TensorFlow), so one graph
 serves every input size. Only ops that lower to TFLite builtins are used: the cyclic shift
 is two slices and a concatenation rather than `roll`.
+
+The constant tables (the relative position index, the shifted-window mask) are NumPy arrays,
+computed once per size, when every size is a Python int: an eager call (`model(x)`, op by op)
+would otherwise rebuild them with a dozen small ops per block and call, and a traced graph
+gets the constant its compiler would have folded. Sizes given as tensors (one graph for every
+size) build them with ops.
 """
 
+import functools
+
+import numpy as np
 from keras import ops
 
 # Value added to attention logits between tokens of different shifted-window regions.
@@ -138,9 +147,23 @@ def relative_position_index(window_h, window_w, table_window_h=None, table_windo
     """
     table_window_h = window_h if table_window_h is None else table_window_h
     table_window_w = window_w if table_window_w is None else table_window_w
+    if is_static(window_h, window_w, table_window_h, table_window_w):
+        return _static_relative_position_index(window_h, window_w, table_window_h, table_window_w)
     rows = ops.repeat(ops.arange(window_h, dtype="int32"), window_w)
     cols = ops.tile(ops.arange(window_w, dtype="int32"), [window_h])
     return _offset_index(rows, cols, table_window_h, table_window_w)
+
+
+def _read_only(array):
+    array.flags.writeable = False  # shared by every caller of the cache
+    return array
+
+
+@functools.lru_cache(maxsize=64)
+def _static_relative_position_index(window_h, window_w, table_window_h, table_window_w):
+    rows = np.repeat(np.arange(window_h, dtype=np.int32), window_w)
+    cols = np.tile(np.arange(window_w, dtype=np.int32), window_h)
+    return _read_only(_offset_index(rows, cols, table_window_h, table_window_w).astype(np.int32))
 
 
 def truncated_position_index(tokens, table_window_h, table_window_w):
@@ -156,8 +179,17 @@ def truncated_position_index(tokens, table_window_h, table_window_w):
     Returns:
         int32 `(tokens, tokens)`.
     """
+    if is_static(tokens, table_window_h, table_window_w):
+        return _static_truncated_position_index(tokens, table_window_h, table_window_w)
     positions = ops.arange(tokens, dtype="int32")
     return _offset_index(positions // table_window_w, positions % table_window_w, table_window_h, table_window_w)
+
+
+@functools.lru_cache(maxsize=64)
+def _static_truncated_position_index(tokens, table_window_h, table_window_w):
+    positions = np.arange(tokens, dtype=np.int32)
+    index = _offset_index(positions // table_window_w, positions % table_window_w, table_window_h, table_window_w)
+    return _read_only(index.astype(np.int32))
 
 
 def _region_ids(length, window, shift):
@@ -182,12 +214,30 @@ def shifted_window_mask(height, width, window, shift):
     """
     window_h, window_w = _pair(window)
     shift_h, shift_w = _pair(shift)
+    if is_static(height, width, window_h, window_w, shift_h, shift_w):
+        return _static_shifted_window_mask(height, width, window_h, window_w, shift_h, shift_w)
     region = _region_ids(height, window_h, shift_h)[:, None] * 3 + _region_ids(
         width, window_w, shift_w
     )[None, :]
     region = window_partition(region[None, :, :, None], window_h, window_w)[..., 0]
     different = ops.not_equal(region[:, :, None], region[:, None, :])
     return ops.where(different, MASK_VALUE, 0.0)
+
+
+# A few sizes per stage; at 1024² the largest mask is 13 MB.
+@functools.lru_cache(maxsize=32)
+def _static_shifted_window_mask(height, width, window_h, window_w, shift_h, shift_w):
+    """`shifted_window_mask` for static sizes, in NumPy: the same regions and partition."""
+
+    def region_ids(length, window, shift):
+        positions = np.arange(length)
+        return (positions >= length - window).astype(np.int32) + (positions >= length - shift).astype(np.int32)
+
+    region = region_ids(height, window_h, shift_h)[:, None] * 3 + region_ids(width, window_w, shift_w)[None, :]
+    region = region.reshape(height // window_h, window_h, width // window_w, window_w).transpose(0, 2, 1, 3)
+    region = region.reshape(-1, window_h * window_w)
+    different = region[:, :, None] != region[:, None, :]
+    return _read_only(np.where(different, MASK_VALUE, 0.0).astype(np.float32))
 
 
 def effective_window(height, width, window_size, shift_size):
@@ -229,6 +279,17 @@ def per_axis_window(height, width, window_size, shift_size):
 
     (window_h, shift_h), (window_w, shift_w) = axis(height), axis(width)
     return (window_h, window_w), (shift_h, shift_w)
+
+
+def gelu(x):
+    """The exact GELU, `0.5 * x * (1 + erf(x / sqrt(2)))`, as PyTorch's `nn.GELU()`.
+
+    Written with `erf` rather than `ops.gelu(approximate=False)`: TensorFlow's exact GELU is
+    `erfc`, which tf2onnx 1.17 (Keras's ONNX exporter) cannot convert ("Tensorflow op Erfc is
+    not supported"; ONNX has Erf but no Erfc). This form lowers to ONNX `Erf`, to TFLite's
+    GELU builtin, and ran as fast as `tf.nn.gelu` in TensorFlow's graph (bf16 faster).
+    """
+    return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
 
 
 def instance_normalize(x, epsilon=1e-5):

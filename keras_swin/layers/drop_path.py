@@ -6,6 +6,17 @@ from keras import ops
 from keras_swin.utils import check_rates
 
 
+def apply_if_active(layer, x, training):
+    """`layer(x, training=training)` for a dropout or stochastic-depth layer (one with a
+    `rate`), and `x` itself where that call is the identity: outside training or at rate 0.
+
+    The skipped call adds no op to any graph; in an eager call (op by op) it saves Keras's
+    per-layer call machinery, six times in every Swin block."""
+    if not training or not layer.rate:
+        return x
+    return layer(x, training=training)
+
+
 @keras.saving.register_keras_serializable(package="keras_swin")
 class DropPath(keras.layers.Layer):
     """Zeroes each sample's input with probability `rate` during training, scaling the

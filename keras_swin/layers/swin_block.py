@@ -1,13 +1,28 @@
 """The Swin Transformer block: (shifted) window attention and an MLP, each residual."""
 
+import collections
+
 import keras
 from keras import ops
 
 from keras_swin import ops as swin_ops
-from keras_swin.layers.drop_path import DropPath
+from keras_swin.layers.drop_path import DropPath, apply_if_active
 from keras_swin.layers.initializers import dense_kernel_initializer
 from keras_swin.layers.window_attention import WindowAttention
 from keras_swin.utils import check_rates
+
+
+class _CountingScope(keras.StatelessScope):
+    """A `keras.StatelessScope` that also counts the updates of each variable (a seed
+    generator's state is updated once per random draw)."""
+
+    def __init__(self, state_mapping):
+        super().__init__(state_mapping=state_mapping, initialize_variables=False)
+        self.update_counts = collections.Counter()
+
+    def add_update(self, update):
+        self.update_counts[id(update[0])] += 1
+        super().add_update(update)
 
 
 @keras.saving.register_keras_serializable(package="keras_swin")
@@ -41,6 +56,10 @@ class SwinBlock(keras.layers.Layer):
             axis is not shifted, while the other axis keeps the window and the shift. The
             bias of a shrunk window is then read as MONAI reads it (the attention's
             `truncated_bias_index`). Excludes `always_partition`. Default False.
+        remat: bool, gradient checkpointing: in training, keep only the block's input for
+            the backward pass and recompute its activations there (`keras.remat`), with the
+            same dropout and stochastic-depth masks. Outputs and gradients are unchanged;
+            inference (training falsy) runs the plain block. Default False.
 
     Input and output shape: `(B, H, W, C)`.
     """
@@ -58,6 +77,7 @@ class SwinBlock(keras.layers.Layer):
         norm_epsilon=1e-5,
         always_partition=False,
         per_axis_window=False,
+        remat=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -89,6 +109,7 @@ class SwinBlock(keras.layers.Layer):
         self.norm_epsilon = float(norm_epsilon)
         self.always_partition = bool(always_partition)
         self.per_axis_window = bool(per_axis_window)
+        self.remat = bool(remat)
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:
@@ -160,6 +181,8 @@ class SwinBlock(keras.layers.Layer):
         x = swin_ops.window_reverse(windows, *window, padded_h, padded_w)
         if shifted:
             x = swin_ops.reverse_cyclic_shift(x, shift)
+        if swin_ops.is_static(height, width, padded_h, padded_w) and (padded_h, padded_w) == (height, width):
+            return x  # nothing was padded: no crop (one op less per block in an eager call)
         return x[:, :height, :width]
 
     def _mlp(self, x, training):
@@ -168,15 +191,68 @@ class SwinBlock(keras.layers.Layer):
         input goes through a reshaping tensordot that blocks that fusion)."""
         shape = ops.shape(x)
         rows = ops.reshape(x, (-1, x.shape[-1]))
-        hidden = ops.gelu(self.mlp_fc1(self.norm2(rows)), approximate=False)
-        hidden = self.mlp_dropout(hidden, training=training)
-        hidden = self.mlp_dropout(self.mlp_fc2(hidden), training=training)
+        hidden = swin_ops.gelu(self.mlp_fc1(self.norm2(rows)))
+        hidden = apply_if_active(self.mlp_dropout, hidden, training)
+        hidden = apply_if_active(self.mlp_dropout, self.mlp_fc2(hidden), training)
         return ops.reshape(hidden, shape)
 
-    def call(self, x, training=None):
+    def _residual_branches(self, x, training):
+        """The block itself: the attention and MLP residual branches (V2 overrides it)."""
         attended = self._attend(self.norm1(x), training)
-        x = x + self.drop_path(attended, training=training)
-        return x + self.drop_path(self._mlp(x, training), training=training)
+        x = x + apply_if_active(self.drop_path, attended, training)
+        return x + apply_if_active(self.drop_path, self._mlp(x, training), training)
+
+    def call(self, x, training=None):
+        if self.remat and training:
+            return self._checkpointed_branches(x, training)
+        return self._residual_branches(x, training)
+
+    def _checkpointed_branches(self, x, training):
+        """`_residual_branches` under `keras.remat`: the backward pass gets only the block's
+        input (and weights) and runs the block again to rebuild its activations.
+
+        The checkpointed function is pure. The trainable weights come in as arguments, and
+        the other variables (the seed states of dropout and stochastic depth) are read once,
+        before it; a `StatelessScope` maps both. So the recomputation draws the very masks
+        of the forward pass: a plain `keras.remat(self.call)` would not, since TensorFlow's
+        `recompute_grad` re-reads seed states that the forward pass has advanced, and JAX's
+        `checkpoint` cannot let the seed updates out of its trace. The seed generators then
+        advance here, outside, by as many draws as the forward pass made, so the random
+        stream is the one without remat.
+        """
+        trainable = self.trainable_variables
+        tracked = {id(variable) for variable in trainable}
+        # Read now (a copy: TensorFlow's conversion of a variable is the variable itself): the
+        # recomputation must see these values, not the advanced ones.
+        frozen = [
+            (variable, ops.copy(variable.value))
+            for variable in self.variables
+            if id(variable) not in tracked
+        ]
+        updates = []
+
+        def branches(inputs, *weights):
+            with _CountingScope(list(zip(trainable, weights)) + frozen) as scope:
+                outputs = self._residual_branches(inputs, training)
+            updates.append(scope.update_counts)  # the forward pass's come first
+            return outputs
+
+        weights = [ops.convert_to_tensor(variable.value) for variable in trainable]
+        outputs = keras.remat(branches)(x, *weights)
+        for generator in self._seed_generators_in_block():
+            for _ in range(updates[0][id(generator.state)]):
+                generator.next()
+        return outputs
+
+    def _seed_generators_in_block(self):
+        """The seed generators of the block's random layers (dropout, stochastic depth)."""
+        layers = (
+            self.drop_path,
+            self.mlp_dropout,
+            self.attention.attention_dropout,
+            self.attention.projection_dropout,
+        )
+        return [layer.seed_generator for layer in layers if getattr(layer, "seed_generator", None) is not None]
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -195,4 +271,5 @@ class SwinBlock(keras.layers.Layer):
             "norm_epsilon": self.norm_epsilon,
             "always_partition": self.always_partition,
             "per_axis_window": self.per_axis_window,
+            "remat": self.remat,
         }

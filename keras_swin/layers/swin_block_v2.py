@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_swin import ops as swin_ops
+from keras_swin.layers.drop_path import apply_if_active
 from keras_swin.layers.swin_block import SwinBlock
 from keras_swin.layers.window_attention_v2 import WindowAttentionV2
 
@@ -18,7 +20,7 @@ class SwinBlockV2(SwinBlock):
 
     Args:
         num_heads, window_size, shift_size, mlp_ratio, qkv_bias, dropout_rate,
-        attention_dropout_rate, drop_path_rate, norm_epsilon, always_partition: as in
+        attention_dropout_rate, drop_path_rate, norm_epsilon, always_partition, remat: as in
             `SwinBlock`; `window_size` defaults to 8.
         pretrained_window_size: int, the pretraining window that scales the continuous
             position bias coordinates; 0 for none. Default 0.
@@ -50,14 +52,14 @@ class SwinBlockV2(SwinBlock):
     def _mlp(self, x, training):
         shape = ops.shape(x)
         rows = ops.reshape(x, (-1, x.shape[-1]))
-        hidden = ops.gelu(self.mlp_fc1(rows), approximate=False)
-        hidden = self.mlp_dropout(hidden, training=training)
-        hidden = self.mlp_dropout(self.mlp_fc2(hidden), training=training)
+        hidden = swin_ops.gelu(self.mlp_fc1(rows))
+        hidden = apply_if_active(self.mlp_dropout, hidden, training)
+        hidden = apply_if_active(self.mlp_dropout, self.mlp_fc2(hidden), training)
         return ops.reshape(self.norm2(hidden), shape)
 
-    def call(self, x, training=None):
-        x = x + self.drop_path(self.norm1(self._attend(x, training)), training=training)
-        return x + self.drop_path(self._mlp(x, training), training=training)
+    def _residual_branches(self, x, training):
+        x = x + apply_if_active(self.drop_path, self.norm1(self._attend(x, training)), training)
+        return x + apply_if_active(self.drop_path, self._mlp(x, training), training)
 
     def get_config(self):
         return {**super().get_config(), "pretrained_window_size": self.pretrained_window_size}

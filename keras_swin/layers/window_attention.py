@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_swin import ops as swin_ops
+from keras_swin.layers.drop_path import apply_if_active
 from keras_swin.layers.initializers import dense_kernel_initializer
 from keras_swin.utils import check_rates
 
@@ -35,11 +36,11 @@ def attend(layer, logits, value, attention_mask, training):
         logits = logits + ops.cast(attention_mask, "float32")[None, :, None]
         logits = ops.reshape(logits, (-1, layer.num_heads, tokens, tokens))
     weights = ops.cast(ops.softmax(logits, axis=-1), layer.compute_dtype)
-    weights = layer.attention_dropout(weights, training=training)
+    weights = apply_if_active(layer.attention_dropout, weights, training)
 
     out = ops.matmul(weights, value)
     out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, channels))
-    out = layer.projection_dropout(layer.projection(out), training=training)
+    out = apply_if_active(layer.projection_dropout, layer.projection(out), training)
     return ops.reshape(out, (-1, tokens, channels))
 
 

@@ -94,6 +94,11 @@ class SwinTransformer(ImageModel):
         include_final_norm: bool, apply the final LayerNorm to the last stage. A backbone
             used only for its pyramid (UPerNet, detectors) leaves it out, so that it has
             no weights without gradients. Requires `include_top=False`. Default True.
+        remat: bool, gradient checkpointing of every Swin block (`SwinBlock(remat=True)`,
+            through `keras.remat`): in training, each block keeps only its input for the
+            backward pass and recomputes its activations there, with the same dropout and
+            stochastic-depth masks. Less memory for more compute; outputs, gradients and
+            the inference graph (predict, export) are unchanged. Default False.
         input_shape: (H, W, 3); H and W may be None. Default (None, None, 3).
         input_tensor: optional Keras tensor to build the model on.
         weights: None, a path to weights or a preset name (see `keras_swin.checkpoints.swin`).
@@ -129,6 +134,7 @@ class SwinTransformer(ImageModel):
         pyramid_norm=False,
         include_final_norm=True,
         always_partition=False,
+        remat=False,
         input_shape=None,
         input_tensor=None,
         weights=None,
@@ -165,7 +171,7 @@ class SwinTransformer(ImageModel):
             depths, num_heads, window_size, drop_path_rate, pyramid_norm, policy,
             mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, dropout_rate=dropout_rate,
             attention_dropout_rate=attention_dropout_rate, norm_epsilon=norm_epsilon,
-            always_partition=always_partition,
+            always_partition=always_partition, remat=bool(remat),
         )
         final_norm = (
             keras.layers.LayerNormalization(epsilon=norm_epsilon, name="final_norm", dtype=policy)
@@ -212,6 +218,7 @@ class SwinTransformer(ImageModel):
         self.pyramid_norm_layers = [stage.output_norm for stage in stages if stage.output_norm is not None]
         self.include_final_norm = bool(include_final_norm)
         self.always_partition = bool(always_partition)
+        self.remat = bool(remat)
         self.image_shape = input_shape
         self.pyramid_outputs = pyramid_outputs
 
@@ -332,6 +339,7 @@ class SwinTransformer(ImageModel):
             "pyramid_norm": self.pyramid_norm,
             "include_final_norm": self.include_final_norm,
             "always_partition": self.always_partition,
+            "remat": self.remat,
             "input_shape": list(self.image_shape),
         }
 
@@ -359,6 +367,8 @@ BASE_DOCSTRING = """Instantiates the {variant} architecture (Liu et al., 2021).
             it out. Default True.
         always_partition: bool, keep the window and shift on maps smaller than the
             window, as detection and segmentation backbones do. Default False.
+        remat: bool, gradient checkpointing of every Swin block in training: less memory,
+            more compute, the same outputs and gradients. Default False.
         name: str, the model name. Default "{name}".
         dtype: None (the global policy), a policy name such as "mixed_bfloat16", or a
             `keras.DTypePolicy`. Default None.
@@ -383,6 +393,7 @@ def build_model(
     pyramid_norm=False,
     include_final_norm=True,
     always_partition=False,
+    remat=False,
     name=None,
     dtype=None,
     model_class=None,
@@ -409,6 +420,7 @@ def build_model(
         pyramid_norm=pyramid_norm,
         include_final_norm=include_final_norm,
         always_partition=always_partition,
+        remat=remat,
         input_shape=input_shape,
         input_tensor=input_tensor,
         weights=weights,

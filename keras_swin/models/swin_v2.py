@@ -92,7 +92,7 @@ BASE_DOCSTRING = """Instantiates the {variant} architecture (Swin Transformer V2
         pretrained_window_sizes: per-stage pretraining windows (0: none). Default all 0,
             or the preset's (e.g. (12, 12, 12, 6) for the `12to16` fine-tunes).
         drop_path_rate: float in [0, 1). Default {drop_path_rate}.
-        pyramid_norm, include_final_norm, always_partition: as in `SwinT`.
+        pyramid_norm, include_final_norm, always_partition, remat: as in `SwinT`.
         name: str. Default "{name}".
         dtype: None (the global policy), a policy name or a `keras.DTypePolicy`.
 

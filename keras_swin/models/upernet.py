@@ -122,7 +122,8 @@ class UPerNet(ImageModel):
     Args:
         backbone: a Keras model with `pyramid_outputs` "P2".."P5" (for example
             `keras_swin.SwinT(include_top=False, pyramid_norm=True)`); its config is stored
-            in this model's, so it nests through Keras serialization.
+            in this model's, so it nests through Keras serialization. Gradient
+            checkpointing is the backbone's (`SwinTransformer(remat=True)`).
         num_classes: int, classes of the per-pixel classifier.
         channels: int, decoder width. Default 512.
         pool_scales: tuple of ints, adaptive pooling bins of the pyramid pooling module.
@@ -284,6 +285,9 @@ UPERNET_DOCSTRING = """UPerNet with a {variant} backbone, as in the Swin paper's
             Default False.
         window_size: int. Default {window_size}.
         drop_path_rate: float. Default 0.3.
+        remat: bool, gradient checkpointing of the backbone's Swin blocks in training
+            (`SwinTransformer(remat=True)`): less memory, more compute, the same outputs
+            and gradients. Default False.
         channels: int, decoder width. Default 512.
         dropout_rate: float. Default 0.1.
         activation: None (logits), "softmax" or "sigmoid". Default None.
@@ -305,6 +309,7 @@ def build_upernet(
     auxiliary_head=False,
     window_size=None,
     drop_path_rate=0.3,
+    remat=False,
     channels=512,
     dropout_rate=0.1,
     activation=None,
@@ -325,6 +330,7 @@ def build_upernet(
         pyramid_norm=True,
         include_final_norm=False,
         always_partition=True,
+        remat=remat,
         name=f"{variant}_backbone",
         dtype=dtype,
     )

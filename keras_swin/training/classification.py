@@ -17,7 +17,7 @@ def create_model(config, num_classes):
     """The classifier for `config.model` with `num_classes` outputs."""
     size = recipe.image_size_for(config)
     common = dict(
-        include_top=True, classes=num_classes, input_shape=(size, size, 3), name=config.model,
+        include_top=True, classes=num_classes, input_shape=(size, size, 3), remat=config.remat, name=config.model,
     )
     if config.model in SMALL_CONFIGS:
         settings = {k: v for k, v in SMALL_CONFIGS[config.model].items() if k != "image_size"}
