@@ -32,6 +32,7 @@ from keras_swin.models import (
     UPerNetSwinL,
     UPerNetSwinS,
     UPerNetSwinT,
+    build_retinanet,
 )
 
 __version__ = "0.1.0"
@@ -66,5 +67,6 @@ __all__ = [
     "UnetResidualBlock",
     "PadToMultiple",
     "CropToReference",
+    "build_retinanet",
     "__version__",
 ]

@@ -2,6 +2,7 @@
 (`swin_unetr`), each a functional `keras.Model` over `image_model.ImageModel`."""
 
 from keras_swin.models.image_model import ImageModel
+from keras_swin.models.retinanet import build_retinanet
 from keras_swin.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer, build_model
 from keras_swin.models.swin_unetr import SwinUNETR
 from keras_swin.models.swin_v2 import SwinTransformerV2, SwinV2B, SwinV2L, SwinV2S, SwinV2T, build_model_v2
@@ -28,4 +29,5 @@ __all__ = [
     "UPerNetSwinL",
     "build_upernet",
     "SwinUNETR",
+    "build_retinanet",
 ]
