@@ -29,9 +29,9 @@ REPO_ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)  # `keras-swin benchmark` runs this file with runpy, which leaves sys.path alone
 
 from report import (  # noqa: E402
-    EXTRA_END, EXTRA_ROWS, EXTRA_START, JAX_END, JAX_ROWS, JAX_START, SCALING_SIZES, TFLITE_VARIANTS,
-    extra_section, headline_ratios, jax_section, machine_description, paths_markers, paths_section, ratio,
-    write_plot, write_results, write_section,
+    EXTRA_END, EXTRA_ROWS, EXTRA_START, JAX_END, JAX_ROWS, JAX_START, SCALING_SIZES, TFLITE_VARIANTS, UNET_END,
+    UNET_ROWS, UNET_START, extra_section, headline_ratios, jax_section, machine_description, paths_markers,
+    paths_section, ratio, unet_section, write_plot, write_results, write_section,
 )
 from workers import AVX2_ONLY, PRECISIONS, run_worker  # noqa: E402
 
@@ -148,9 +148,9 @@ def paths_tasks(iterations, precision="fp32"):
     return tasks
 
 
-def extra_tasks(iterations):
+def extra_tasks(iterations, rows=EXTRA_ROWS):
     tasks = {}
-    for _, model, size, batch in EXTRA_ROWS:
+    for _, model, size, batch in rows:
         common = dict(model=model, kind="predict", size=size, batch=batch, iterations=iterations, precision="fp32")
         tasks[f"keras {model} b{batch}"] = dict(worker="keras", **common)
         tasks[f"torch {model} b{batch}"] = dict(worker="torch", **common)
@@ -166,7 +166,7 @@ def smoke_tasks(tmp):
         "keras tflite int8": dict(worker="keras", kind="tflite", size=32, batch=1, iterations=1,
                                   config=tiny, quantize="int8", tmp=tmp),
     }
-    for _, model, _, _ in EXTRA_ROWS[1:]:
+    for _, model, _, _ in EXTRA_ROWS[1:] + UNET_ROWS[1:]:
         for worker in ("keras", "torch"):
             tasks[f"{worker} {model}"] = dict(worker=worker, model=model, kind="predict", size=64, batch=1,
                                               iterations=1, precision="fp32")
@@ -195,6 +195,10 @@ def run_smoke(args, machine):
 
 def run_extra(args, machine):
     return run_section(args, machine, extra_tasks(args.iterations), extra_section, (EXTRA_START, EXTRA_END))
+
+
+def run_unet(args, machine):
+    return run_section(args, machine, extra_tasks(args.iterations, UNET_ROWS), unet_section, (UNET_START, UNET_END))
 
 
 def run_paths(args, machine):
@@ -242,6 +246,7 @@ MODES = {
     "smoke": Mode("tiny sizes, one round, nothing written", run_smoke),
     "extra": Mode("UPerNet-SwinT 512 (batch 1, 4) and SwinV2T 256 (batch 16) predict fp32 against Hugging Face",
                   run_extra),
+    "unet": Mode("SwinUNETR 2D (feature size 48) 256 (batch 1, 4) predict fp32 against MONAI", run_unet),
     "paths": Mode("XLA against the oneDNN graph (and what jit_compile='auto' picks), natively and "
                   "capped to AVX2, against PyTorch, for each of --precisions", run_paths),
     "jax": Mode("keras_swin on the JAX backend: predict b16/b1 and fit b16, fp32, against PyTorch", run_jax),

@@ -17,6 +17,13 @@ JAX_START, JAX_END = "<!-- jax -->", "<!-- /jax -->"
 # RESULTS.md section written by benchmarks/gpu.py, which the full run keeps.
 GPU_START, GPU_END = "<!-- gpu -->", "<!-- /gpu -->"
 JAX_ROWS = ("keras predict fp32 b16", "keras predict fp32 b1", "keras fit fp32 b16")
+# RESULTS.md section written by `bench.py --unet`, which the full run keeps.
+UNET_START, UNET_END = "<!-- unet -->", "<!-- /unet -->"
+# (name, model, image side, batch) of the --unet rows.
+UNET_ROWS = (
+    ("SwinUNETR 2D, feature size 48", "swin_unetr_48", 256, 1),
+    ("SwinUNETR 2D, feature size 48", "swin_unetr_48", 256, 4),
+)
 # (name, model, image side, batch) of the --extra rows.
 EXTRA_ROWS = (
     ("UPerNet-SwinT", "upernet_swin_t", 512, 1),
@@ -181,6 +188,29 @@ def extra_section(machine, results, rounds):
     return "\n".join(lines)
 
 
+def unet_section(machine, results, rounds):
+    lines = [
+        UNET_START,
+        "## SwinUNETR against MONAI (`predict` fp32)",
+        "",
+        f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench.py --unet --rounds {rounds}` "
+        f"on {machine}; {versions()}. keras_swin `SwinUNETR(in_channels=1, out_channels=14,",
+        "feature_size=48)` (`predict`, its default path) against MONAI 1.6.1's `SwinUNETR(spatial_dims=2)` with the",
+        "same arguments, eager under `torch.no_grad`; alternating fresh processes, median of the rounds.",
+        "",
+        "| model | size | batch | keras_swin (img/s) | MONAI (img/s) | ratio | keras peak growth (MB) | torch peak growth (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, model, size, batch in UNET_ROWS:
+        ours, theirs = results[f"keras {model} b{batch}"], results[f"torch {model} b{batch}"]
+        lines.append(
+            f"| {name} | {size}² | {batch} | {ours['images_per_second']:.2f} | {theirs['images_per_second']:.2f} | "
+            f"{ours['images_per_second'] / theirs['images_per_second']:.2f}x | "
+            f"{ours['memory_growth_mb']:.0f} | {theirs['memory_growth_mb']:.0f} |")
+    lines += ["", UNET_END]
+    return "\n".join(lines)
+
+
 def _headline_row(headline, label, ours, theirs):
     return (f"| {label} | {headline[ours]['images_per_second']:.2f} | {headline[theirs]['images_per_second']:.2f} | "
             f"{ratio(headline, ours, theirs):.2f}x | {headline[ours]['memory_growth_mb']:.0f} | "
@@ -252,8 +282,10 @@ def results_text(old, machine, headline, tflite, scaling, rounds, precisions):
                          f"{row['memory_growth_mb']:.0f}")
         lines.append(f"| {size} | {cells[0]} | {cells[1]} |")
     lines += ["", "![scaling](scaling.png)", ""]
-    kept = [(TRAIN_EPOCH_START, TRAIN_EPOCH_END), (EXTRA_START, EXTRA_END), (JAX_START, JAX_END),
-            *(paths_markers(precision) for precision in PRECISIONS), (GPU_START, GPU_END)]
+    kept = [(TRAIN_EPOCH_START, TRAIN_EPOCH_END), (EXTRA_START, EXTRA_END), (UNET_START, UNET_END), (JAX_START, JAX_END),
+            *(paths_markers(precision) for precision in PRECISIONS), (GPU_START, GPU_END),
+            # Written by benchmarks/deploy.py and benchmarks/remat.py.
+            ("<!-- deploy -->", "<!-- /deploy -->"), ("<!-- remat -->", "<!-- /remat -->")]
     for section in (marked_section(old, start, end) for start, end in kept):
         if section:
             lines += [section, ""]

@@ -18,6 +18,10 @@ AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"
              "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
+# SwinUNETR as MONAI's tutorials build it for CT (BTCV: one channel, 14 classes), in 2D.
+SWIN_UNETR_48 = dict(in_channels=1, out_channels=14, feature_size=48)
+
+
 def _images(batch, height, width, seed=0):
     import numpy as np
 
@@ -55,6 +59,8 @@ def _keras_model(task):
         return keras_swin.UPerNetSwinT()
     if task.get("model") == "swinv2_t":
         return keras_swin.SwinV2T()
+    if task.get("model") == "swin_unetr_48":
+        return keras_swin.SwinUNETR(**SWIN_UNETR_48)
     if task.get("config"):
         return keras_swin.SwinTransformer(**task["config"])
     return keras_swin.SwinT(include_top=task.get("include_top", True))
@@ -99,7 +105,7 @@ def worker_keras(task):
     model = _keras_model(task)
     if task.get("jit_compile") is not None:  # else "auto": the model's own choice
         model.jit_compile = task["jit_compile"]
-    images = _images(batch, size, size)
+    images = _images(batch, size, size)[..., : model.inputs[0].shape[-1]]
     baseline = _rss_mb("VmRSS")
     if kind == "predict":
         seconds = _timed(lambda: model.predict(images, batch_size=batch, verbose=0), 2, task["iterations"])
@@ -126,6 +132,10 @@ def worker_keras(task):
 
 
 def _torch_model(task):
+    if task.get("model") == "swin_unetr_48":
+        from monai.networks.nets import SwinUNETR
+
+        return SwinUNETR(spatial_dims=2, **SWIN_UNETR_48)
     from transformers import SwinConfig, SwinForImageClassification, SwinModel
 
     config = SwinConfig(image_size=task["size"], embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
@@ -157,6 +167,14 @@ def worker_torch(task):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
     pixels = torch.from_numpy(_images(batch, size, size).transpose(0, 3, 1, 2).copy() / 255.0).to(device)
+    if task.get("model") == "swin_unetr_48":  # MONAI takes the tensor itself, of its channels
+        pixels = pixels[:, : SWIN_UNETR_48["in_channels"]].contiguous()
+
+        def forward():
+            return model(pixels)
+    else:
+        def forward():
+            return model(pixel_values=pixels)
     autocast_dtype = PRECISIONS[task.get("precision", "fp32")][1]
     autocast = dict(device_type=device.type, dtype=getattr(torch, autocast_dtype or "float32"),
                     enabled=autocast_dtype is not None)
@@ -170,7 +188,7 @@ def worker_torch(task):
 
         def run():
             with torch.no_grad(), torch.autocast(**autocast):
-                model(pixel_values=pixels)
+                forward()
             synchronize()
 
         seconds = _timed(run, 2, task["iterations"])

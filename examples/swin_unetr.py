@@ -6,10 +6,14 @@ model or the self-supervised encoder of MONAI's tutorials). Here it learns, on a
 of minutes, to outline bright round lesions in noisy single-channel scans.
 """
 
+import os
+import tempfile
+
 import numpy as np
 
 import keras
 import keras_swin
+from keras_swin import export
 
 # ## The data
 #
@@ -77,11 +81,48 @@ print(f"validation Dice (lesions): {dice:.3f}")
 odd_size = model.predict(val_images[:2, :50, :45], verbose=0)
 print("logits at 50x45:", odd_size.shape)
 
+# ## Weights from MONAI
+#
+# A 2D MONAI checkpoint loads by its path: a whole `SwinUNETR(spatial_dims=2)` state dict, or a
+# self-supervised encoder saved the way MONAI's tutorials save one (`module.` keys), which
+# leaves the decoder freshly initialised. With MONAI installed, a MONAI model with random
+# weights shows it: the two give the same logits. (MONAI's published BTCV and BraTS weights
+# are 3D; this model says so and refuses them.)
+
+folder = tempfile.mkdtemp()
+try:
+    import torch
+    from monai.networks.nets import SwinUNETR as MonaiSwinUNETR
+except ImportError:
+    print("MONAI is not installed: skipping the MONAI checkpoint (pip install monai einops)")
+else:
+    monai_model = MonaiSwinUNETR(
+        spatial_dims=2, in_channels=1, out_channels=2, feature_size=12, depths=(1, 1, 1, 1)
+    ).eval()
+    torch.save(monai_model.state_dict(), os.path.join(folder, "swin_unetr.pt"))
+    loaded = keras_swin.SwinUNETR(
+        in_channels=1, out_channels=2, feature_size=12, depths=(1, 1, 1, 1), num_heads=(3, 6, 12, 24),
+        weights=os.path.join(folder, "swin_unetr.pt"),
+    )
+    with torch.no_grad():
+        reference = monai_model(torch.from_numpy(val_images[:2].transpose(0, 3, 1, 2))).numpy()
+    ours = loaded.predict(val_images[:2], verbose=0).transpose(0, 3, 1, 2)
+    print(f"MONAI checkpoint loaded: max abs difference {np.abs(ours - reference).max():.1e}")
+
+# ## Export
+#
+# The trained model to TFLite (builtin ops only) and to a TF Serving SavedModel, whose
+# `serving_default` signature returns `logits` and `class_map` at any size.
+
+tflite_path = os.path.join(folder, "swin_unetr.tflite")
+export.to_tflite(model, tflite_path, image_size=(64, 64))
+tflite_logits = export.run_tflite(tflite_path, val_images[:4])
+print(f"TFLite: max abs difference to Keras {np.abs(tflite_logits - model.predict(val_images[:4], verbose=0)).max():.1e}")
+saved = export.to_saved_model(model, os.path.join(folder, "serving"), name="swin_unetr")
+print("SavedModel:", saved)
+
 # ## Conclusion
 #
-# SwinUNETR trains like any Keras model and predicts at any size. To start from trained weights,
-# pass a 2D MONAI checkpoint: `keras_swin.SwinUNETR(in_channels=1, out_channels=2,
-# feature_size=12, ..., weights="swin_unetr.pt")` takes a whole `SwinUNETR(spatial_dims=2)` state
-# dict, or a self-supervised encoder saved the way MONAI's tutorials save one (`module.` keys),
-# which leaves the decoder freshly initialised. (MONAI's published BTCV and BraTS weights are
-# 3D; this model says so and refuses them.)
+# SwinUNETR trains like any Keras model, predicts at any size, loads MONAI's 2D checkpoints and
+# exports to TFLite and TF Serving. `keras-swin train --task segmentation --model
+# swin_unetr_scenes` trains it with the project's recipe (docs/segmentation.md).

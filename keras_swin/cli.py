@@ -1,4 +1,4 @@
-"""The `keras-swin` command: train, export, convert and benchmark."""
+"""The `keras-swin` command: train, export, predict, convert and benchmark."""
 
 import argparse
 import os
@@ -73,6 +73,14 @@ def _train(args):
     metrics = train(config)
     print()
     print(f"model {metrics['model']} ({metrics['parameters']:,} parameters) on {metrics['data']}")
+    if config.task == "detection":
+        print(_training_time(metrics))
+        print(f"test COCO AP: {metrics['AP']:.4f}  AP50: {metrics['AP50']:.4f}  AP75: {metrics['AP75']:.4f}  "
+              f"({len(metrics['class_names'])} classes, {metrics['test_images']} test images at "
+              f"{metrics['image_size']}x{metrics['image_size']})")
+        print(f"outputs in {metrics['output']}: best.keras, metrics.json, history.csv, training_curves.png, "
+              f"predictions.png{', serving/, ' + metrics['model'] + '.tflite' if config.export else ''}")
+        return
     if config.task == "segmentation":
         print(_training_time(metrics))
         print(f"test mean IoU: {metrics['mean_iou']:.4f} ({len(metrics['class_names'])} classes)  "
@@ -103,6 +111,9 @@ def _check_export_args(args):
         check_name(args.name, "--name")
     if args.quantize == "int8" and not args.representative_data and args.format in ("tflite", "all"):
         raise ValueError("--quantize int8 needs --representative-data, a .npy of images (N, H, W, 3).")
+    if args.quantize != "none" and args.format in ("onnx", "openvino"):
+        raise ValueError(f"--quantize is for --format tflite (or all); received --quantize {args.quantize} with "
+                         f"--format {args.format}. For int8 weights in Keras, see docs/deployment.md.")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise OSError(f"--output '{args.output}' is a file; expected a folder (created when missing).")
 
@@ -113,27 +124,59 @@ def _export(args):
     from keras_swin import export
 
     _check_export_args(args)
+    # ONNX and OpenVINO need their extras: asked for by name, a missing one is an error before
+    # anything is read or written; under `all` it is skipped with a note.
+    runtimes = {"onnx": ("ONNX", export.ONNX_PACKAGES, export.ONNX_EXTRA),
+                "openvino": ("OpenVINO", export.OPENVINO_PACKAGES, export.OPENVINO_EXTRA)}
+    formats = ["savedmodel", "tflite", *runtimes] if args.format == "all" else [args.format]
+    for key, (title, packages, extra) in runtimes.items():
+        missing = export.missing_packages(packages) if key in formats else []
+        if missing and args.format != "all":
+            raise ValueError(f"--format {key} needs the `{extra}` extra (missing: {', '.join(missing)}); "
+                             f"install it with: pip install 'keras-swin[{extra}]'")
+        if missing:
+            formats.remove(key)
+            print(f"{title}: skipped (the `{extra}` extra is not installed: pip install 'keras-swin[{extra}]')")
     model = export.load_model_file(args.model)
-    export.check_image_model(model)
+    if export.is_detector(model) and set(formats) & set(runtimes):
+        # keras-hub's decoder (a while loop over Bitcast, argmax) has no ONNX conversion.
+        if args.format != "all":
+            raise ValueError(f"--format {args.format} does not take a detector (keras-hub's RetinaNet decoder does "
+                             "not convert); use --format savedmodel or tflite (docs/detection.md).")
+        formats = [f for f in formats if f not in runtimes]
+        print("ONNX, OpenVINO: skipped (a detector: keras-hub's decoder does not convert; docs/detection.md)")
+    if args.format == "all" and "openvino" in formats and None not in tuple(model.inputs[0].shape[1:3]):
+        # `to_openvino` refuses a fixed-size model (its IR fails above batch 1); `all` goes on without it.
+        formats.remove("openvino")
+        print("OpenVINO: skipped (a model of fixed input size; rebuild it for any size to export it)")
+    if {"savedmodel", "tflite"} & set(formats):
+        export.check_image_model(model)
+    # Keras's int8 Dense (an int8 x int8 -> int32 matmul) has no TFLite builtin, and OpenVINO's
+    # conversion of it disagrees with Keras; the SavedModel and ONNX take it.
+    refused = [f for f in formats if f in ("tflite", "openvino")] if export.is_quantized(model) else []
+    if refused:
+        raise ValueError(f"{args.model} is a quantized model (model.quantize): --format {' and '.join(refused)} "
+                         "cannot take it (docs/deployment.md); use --format savedmodel or onnx, or export the "
+                         "float model.")
     image_size = args.image_size and (args.image_size, args.image_size)
     try:
         height, width = export.serving_image_size(model, image_size)
     except ValueError as error:
         raise ValueError(f"--image-size {args.image_size}: {error}") from error
     representative = None
-    if args.representative_data and args.format in ("tflite", "all"):
+    if args.representative_data and "tflite" in formats:
         representative = export.check_images(
             export.load_images_file(args.representative_data, "--representative-data")[: export.CALIBRATION_IMAGES], (height, width),
             f"--representative-data {args.representative_data}",
         )
     class_names = export.class_names_beside(args.model, model)
     name = args.name or model.name
-    if args.format in ("savedmodel", "all"):
+    if "savedmodel" in formats:
         path = export.to_saved_model(model, os.path.join(args.output, "serving"), name=name,
                                      version=args.version, class_names=class_names,
                                      image_size=image_size, max_pixels=args.max_pixels)
         print(f"SavedModel: {path}")
-    if args.format in ("tflite", "all"):
+    if "tflite" in formats:
         suffix = "" if args.quantize == "none" else f"_{args.quantize}"
         path = os.path.join(args.output, f"{name}{suffix}.tflite")
         size = export.to_tflite(model, path, quantize=args.quantize, representative_data=representative,
@@ -143,6 +186,32 @@ def _export(args):
         agreement = export.compare_tflite(model, path, check)
         print(f"TFLite: {path} ({size / 1e6:.2f} MB; against Keras on {len(check)} images: max abs diff "
               f"{agreement['max_abs_diff']:.2e}, top-1 agreement {agreement['top1_agreement']:.0%})")
+    check = np.random.default_rng(0).uniform(0, 255, (2, height, width, model.input.shape[-1])).astype("float32")
+    if "onnx" in formats:
+        path = os.path.join(args.output, f"{name}.onnx")
+        size = export.to_onnx(model, path)
+        agreement = export.compare_outputs(model, export.run_onnx(path, check), check)
+        print(f"ONNX: {path} ({size / 1e6:.2f} MB, opset {export.ONNX_OPSET}; in ONNX Runtime against Keras on "
+              f"{len(check)} images: max abs diff {agreement['max_abs_diff']:.2e})")
+    if "openvino" in formats:
+        path = os.path.join(args.output, f"{name}.xml")
+        size = export.to_openvino(model, path)
+        agreement = export.compare_outputs(model, export.run_openvino(path, check), check)
+        print(f"OpenVINO: {path} and .bin ({size / 1e6:.2f} MB; on the CPU in float32 against Keras on "
+              f"{len(check)} images: max abs diff {agreement['max_abs_diff']:.2e})")
+
+
+def _predict(args):
+    from keras_swin.predict import predict, skipped_message
+
+    image_size = args.image_size and (args.image_size, args.image_size)
+    summary = predict(args.model, args.images, args.output, top_k=args.top_k, min_score=args.min_score,
+                      image_size=image_size, batch_size=args.batch_size, progress=sys.stdout.isatty())
+    print(f"{summary['task']} {os.path.basename(args.model)}: predictions for {len(summary['images'])} images in "
+          f"{os.path.join(args.output, 'predictions.json')}")
+    problem = skipped_message(summary)
+    if problem:
+        raise OSError(problem)
 
 
 def _benchmark(args):
@@ -169,7 +238,7 @@ def build_parser():
     convert.add_argument("--no-top", action="store_true", help="drop the classifier head")
     convert.set_defaults(run=_convert)
 
-    from keras_swin.configs import MODEL_NAMES, SEGMENTER_NAMES
+    from keras_swin.configs import DETECTOR_NAMES, MODEL_NAMES, SEGMENTER_NAMES
     from keras_swin.export import CALIBRATION_IMAGES, DEFAULT_MAX_PIXELS, MAX_IMAGE_SIZE
     from keras_swin.training.recipe import SELECT_OPTIONS, STRATEGIES, TASK_DEFAULTS, TASKS, TrainConfig
 
@@ -178,15 +247,17 @@ def build_parser():
     def per_task(name):
         return "default " + " / ".join(f"{TASK_DEFAULTS[t][name]} ({t})" for t in TASKS)
 
-    train = commands.add_parser("train", help="train or fine-tune a Swin classifier or segmenter")
+    train = commands.add_parser("train", help="train or fine-tune a Swin classifier, segmenter or detector")
     train.add_argument("--task", default="classification", choices=TASKS)
     train.add_argument("--data", default=None,
                        help="digits | digit-scenes | tfds:NAME[:SPLITS] | PATH; " + per_task("data"))
     train.add_argument("--data-dir", default=None, help="tensorflow-datasets data dir")
-    train.add_argument("--model", default=None, choices=MODEL_NAMES + SEGMENTER_NAMES, help=per_task("model"))
+    train.add_argument("--model", default=None, choices=MODEL_NAMES + SEGMENTER_NAMES + DETECTOR_NAMES,
+                       help=per_task("model"))
     train.add_argument("--weights", default=None, help="PATH or imagenet (ade20k for UPerNet)")
     train.add_argument("--backbone-weights", default=None,
-                       help="segmentation: an ImageNet Swin classifier checkpoint (PATH or imagenet) for the backbone")
+                       help="segmentation, detection: an ImageNet Swin classifier checkpoint (PATH or imagenet) "
+                            "for the backbone")
     train.add_argument("--auxiliary-head", action=argparse.BooleanOptionalAction, default=None,
                        help="segmentation: the auxiliary FCN head on P4, loss weight 0.4; " + per_task("auxiliary_head"))
     train.add_argument("--image-size", type=int, default=None)
@@ -202,8 +273,11 @@ def build_parser():
     train.add_argument("--drop-path-rate", type=float, default=None)
     train.add_argument("--layer-decay", type=float, default=None, help="layer-wise LR decay, e.g. 0.9")
     train.add_argument("--freeze-backbone-epochs", type=int, default=0)
-    train.add_argument("--augment", default=None, choices=("light", "randaugment", "none", "flip-scale-crop"),
-                       help=per_task("augment") + "; flip-scale-crop is for segmentation")
+    train.add_argument("--augment", default=None,
+                       choices=("light", "randaugment", "none", "flip-scale-crop", "zoom-translate",
+                                "flip-zoom-translate"),
+                       help=per_task("augment") + "; flip-scale-crop is for segmentation, zoom-translate and "
+                            "flip-zoom-translate (box-aware) for detection")
     train.add_argument("--flip", action="store_true")
     train.add_argument("--random-resized-crop", action="store_true")
     train.add_argument("--mixup", action="store_true")
@@ -211,6 +285,8 @@ def build_parser():
     train.add_argument("--mixed-precision", default="off", choices=("off", "float16", "bfloat16"))
     train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                        help=per_task("jit_compile"))
+    train.add_argument("--remat", action="store_true",
+                       help="gradient checkpointing of every Swin block: less memory, more time per step")
     train.add_argument(
         "--select", default=defaults.select, choices=SELECT_OPTIONS,
         help="weights kept as best.keras: the final epoch's, or the best validation epoch's",
@@ -229,9 +305,11 @@ def build_parser():
     train.add_argument("--verbose", type=int, default=1)
     train.set_defaults(run=_train)
 
-    exporter = commands.add_parser("export", help="export a .keras model to SavedModel and/or TFLite")
+    exporter = commands.add_parser("export", help="export a .keras model to SavedModel, TFLite, ONNX and OpenVINO")
     exporter.add_argument("model", help="a .keras file")
-    exporter.add_argument("--format", default="all", choices=("savedmodel", "tflite", "all"))
+    exporter.add_argument("--format", default="all", choices=("savedmodel", "tflite", "onnx", "openvino", "all"),
+                          help="all: every format whose extra is installed (onnx and openvino need "
+                               "keras-swin[onnx] and keras-swin[openvino])")
     exporter.add_argument("--output", required=True)
     exporter.add_argument("--name", default=None)
     exporter.add_argument("--version", type=int, default=1)
@@ -246,6 +324,18 @@ def build_parser():
                           help="serving_bytes refuses images of more pixels (height * width) than this "
                                f"(default {DEFAULT_MAX_PIXELS:,})")
     exporter.set_defaults(run=_export)
+
+    predictor = commands.add_parser(
+        "predict", help="run a trained .keras classifier, segmenter or detector on image files")
+    predictor.add_argument("model", help="a .keras file (e.g. a training run's best.keras)")
+    predictor.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF, ...) or folders of them")
+    predictor.add_argument("--output", required=True, help="folder for the per-image files and predictions.json")
+    predictor.add_argument("--top-k", type=int, default=5, help="classifier: classes listed per image")
+    predictor.add_argument("--min-score", type=float, default=0.5, help="detector: the lowest score written")
+    predictor.add_argument("--image-size", type=int, default=None,
+                           help="resize target of a model built for any size (default 224)")
+    predictor.add_argument("--batch-size", type=int, default=16)
+    predictor.set_defaults(run=_predict)
 
     bench = commands.add_parser("benchmark", help="run benchmarks/bench.py")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)

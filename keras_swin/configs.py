@@ -59,5 +59,47 @@ SMALL_SEGMENTERS = {
         image_size=32,
     ),
 }
+# SwinUNETR (MONAI's argument names) for `keras-swin train --task segmentation`: a CPU-sized
+# config for the digit scenes and MONAI's two usual widths (feature_size 24 and 48, the
+# BTCV and BraTS models of MONAI's tutorials). The training data are RGB photographs, so the
+# recipe builds them with the ImageNet normalisation in the model.
+UNET_SEGMENTERS = {
+    "swin_unetr_scenes": dict(
+        feature_size=12, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), window_size=4, image_size=64,
+    ),
+    "swin_unetr_small": dict(
+        feature_size=24, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), window_size=7, image_size=256,
+    ),
+    "swin_unetr_base": dict(
+        feature_size=48, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), window_size=7, image_size=256,
+    ),
+}
 LARGE_SEGMENTERS = tuple(f"upernet_{variant}" for variant in MODEL_CONFIGS)
-SEGMENTER_NAMES = tuple(SMALL_SEGMENTERS) + LARGE_SEGMENTERS
+SEGMENTER_NAMES = tuple(SMALL_SEGMENTERS) + LARGE_SEGMENTERS + tuple(UNET_SEGMENTERS)
+
+# Detectors for `keras-swin train --task detection`: keras-hub's RetinaNet over a Swin backbone
+# (`keras_swin.models.retinanet`). `image_size` must be divisible by 2**max_level (32 for
+# P3..P5). keras-hub fixes the FPN and head width at 256; `head_conv_layers` (keras-hub's
+# `pre_logits_num_conv_layers`, 4 in the paper) is the knob that sets the CPU cost.
+# `anchor_size` scales the anchors to each level's stride (side 2**level * anchor_size):
+# 4 (keras-hub's default, 32 px on P3) suits COCO at 512-1024 px.
+DETECTORS = {
+    # The digit scenes (64x64, digits of 12-28 px) resized to 128: digits of 24-56 px, whose
+    # smallest match P3's 24 px anchors (stride 8).
+    "retinanet_swin_scenes": dict(
+        backbone=dict(patch_size=4, embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4,
+                      drop_path_rate=0.0),
+        image_size=128, min_level=3, max_level=5, anchor_size=3.0, aspect_ratios=(1.0, 2.0), head_conv_layers=0,
+    ),
+    "retinanet_swin_nano": dict(
+        backbone=dict(patch_size=4, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4,
+                      drop_path_rate=0.0),
+        image_size=64, min_level=3, max_level=5, anchor_size=3.0, aspect_ratios=(1.0, 2.0), head_conv_layers=0,
+    ),
+    **{
+        f"retinanet_{variant}": dict(variant=variant, image_size=512, min_level=3, max_level=5, anchor_size=4.0,
+                                     aspect_ratios=(0.5, 1.0, 2.0), head_conv_layers=4)
+        for variant in ("swin_t", "swin_s", "swin_b", "swin_l", "swinv2_t", "swinv2_s", "swinv2_b", "swinv2_l")
+    },
+}
+DETECTOR_NAMES = tuple(DETECTORS)

@@ -3,12 +3,15 @@ metrics against a hand-computed confusion matrix, the CLI end to end, and bad in
 
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from folders import write_segmentation_folder
 from harness import cli
+from keras_swin import export
+from keras_swin.models.swin_unetr import SwinUNETR
 from keras_swin.data import segmentation as segmentation_data
 from keras_swin.train import TrainConfig, train
 from keras_swin.training.segmentation import confusion_matrix, iou_metrics
@@ -150,6 +153,29 @@ def test_cli_end_to_end_writes_every_output(tmp_path):
     assert len(history) == 3 and "val_logits_mean_iou" in history[0]
 
 
+@pytest.mark.slow
+def test_cli_trains_and_exports_a_swin_unetr(tmp_path):
+    """SwinUNETR through the same recipe: no auxiliary head, full-resolution logits, every
+    output, and an exported model that agrees with Keras."""
+    write_segmentation_folder(tmp_path / "data", count=20, size=32)
+    out = tmp_path / "out"
+    result = cli("train", "--task", "segmentation", "--data", str(tmp_path / "data"), "--model", "swin_unetr_scenes",
+                 "--image-size", "32", "--epochs", "2", "--batch-size", "8", "--output", str(out), "--verbose", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "swin_unetr_scenes" and 0 <= metrics["mean_iou"] <= 1
+    for name in ("best.keras", "training_curves.png", "predictions.png", "history.csv",
+                 "swin_unetr_scenes.tflite", "serving/swin_unetr_scenes/1/saved_model.pb"):
+        assert (out / name).is_file(), name
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "val_mean_iou" in history[0] and "logits" not in history[0]
+    model = keras.saving.load_model(out / "best.keras", safe_mode=True)
+    assert isinstance(model, SwinUNETR) and model.include_preprocessing and model.out_channels == 3
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    found = export.run_tflite(out / "swin_unetr_scenes.tflite", images)
+    np.testing.assert_allclose(found, keras.ops.convert_to_numpy(model(images)), atol=1e-4)
+
+
 def test_short_fit_on_digit_scenes_learns_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(segmentation_data, "SCENE_COUNTS", {"train": 64, "validation": 16, "test": 16})
     config = dict(NANO, data="digit-scenes", image_size=64, epochs=3, export=False, select="val_mean_iou")
@@ -169,6 +195,8 @@ def test_short_fit_on_digit_scenes_learns_and_resumes(tmp_path, monkeypatch):
         (["--model", "swin_t"], "classification-only model"),
         (["--data", "nothere"], "not a segmentation source"),
         (["--augment", "light"], "--augment for --task segmentation"),
+        (["--model", "swin_unetr_scenes", "--auxiliary-head"], "--auxiliary-head and --layer-decay are for UPerNet"),
+        (["--model", "swin_unetr_scenes", "--layer-decay", "0.9"], "'swin_unetr_scenes' is a SwinUNETR"),
     ],
 )
 def test_bad_arguments_exit_nonzero_with_a_message(tmp_path, args, message):

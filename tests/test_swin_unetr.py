@@ -15,11 +15,16 @@ from monai.networks.nets.swin_unetr import WindowAttention as MonaiWindowAttenti
 from monai.networks.nets.swin_unetr import compute_mask, get_window_size
 from safetensors.numpy import save_file
 
+from checkpoints import timm_state_dict
 from harness import LayerChecks, ModelChecks, random_inputs
+from keras_swin import export
 from keras_swin import ops as swin_ops
 from keras_swin.checkpoints.files import WeightsMismatchError
+from keras_swin.checkpoints.swin import official_state
 from keras_swin.checkpoints.swin_unetr import ENCODER_LAYOUT, FULL_LAYOUT, load_state
+from keras_swin.configs import IMAGENET_MEAN, IMAGENET_STD
 from keras_swin.layers import CropToReference, PadToMultiple, UnetResidualBlock
+from keras_swin.models.swin import SwinTransformer
 from keras_swin.models.swin_unetr import SwinUNETR
 
 TOLERANCE = 1e-4
@@ -240,10 +245,14 @@ def test_self_supervised_encoder_loads_with_a_fresh_decoder(small_pair, tmp_path
 def test_other_checkpoints_are_refused_naming_keys_and_shapes(small_pair):
     _, model = small_pair
     state = monai_state(small_pair[0])
-    timm_like = {"patch_embed.proj.weight": np.zeros((96, 3, 4, 4), "float32"),
-                 "layers.0.blocks.0.norm1.weight": np.zeros(96, "float32")}
-    with pytest.raises(WeightsMismatchError, match=r"Unrecognised SwinUNETR.*patch_embed.proj.weight \(96, 3, 4, 4\)"):
-        load_state(model, timm_like)
+    unknown = {"stem.conv.weight": np.zeros((96, 3, 4, 4), "float32")}
+    with pytest.raises(WeightsMismatchError, match=r"Unrecognised SwinUNETR.*stem.conv.weight \(96, 3, 4, 4\)"):
+        load_state(model, unknown)
+    swin_t_like = {"patch_embed.proj.weight": np.zeros((96, 3, 4, 4), "float32"),
+                   "layers.0.blocks.0.norm1.weight": np.zeros(96, "float32")}
+    with pytest.raises(WeightsMismatchError, match=r"embed_dim=96; model 'swin_unetr' has feature_size=12\. Build "
+                                                   r"the SwinUNETR with feature_size=96"):
+        load_state(model, swin_t_like)
     three_d = {**state, "swinViT.patch_embed.proj.weight": np.zeros((12, 1, 2, 2, 2), "float32")}
     with pytest.raises(WeightsMismatchError, match=r"\(12, 1, 2, 2, 2\): a 3D SwinUNETR.*spatial_dims=2"):
         load_state(model, three_d)
@@ -261,7 +270,109 @@ def test_other_checkpoints_are_refused_naming_keys_and_shapes(small_pair):
         model.load_checkpoint("imagenet")
 
 
+def _swin_classifier(**overrides):
+    """A Swin V1 classifier as wide and deep as SMALL's encoder (4x4 patches, as ImageNet's),
+    its weights drawn at random so that each tensor is distinct."""
+    swin = SwinTransformer(**{**dict(patch_size=4, embed_dim=12, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24),
+                                     window_size=7, include_top=True, classes=5), **overrides})
+    rng = np.random.default_rng(3)
+    for weight in swin.weights:
+        weight.assign(rng.normal(0.0, 0.5, weight.shape).astype("float32"))
+    return swin
+
+
+def _values(layer):
+    return [keras.ops.convert_to_numpy(w) for w in layer.weights]
+
+
+@pytest.mark.parametrize("layout", ["timm", "keras_swin"])
+def test_swin_classifier_loads_into_the_encoder(tmp_path, caplog, layout):
+    """An ImageNet-style Swin V1 classifier (a timm checkpoint, or a keras_swin `.keras` file):
+    every Swin block and the three patch mergings load stage for stage; the 4x4 patch
+    embedding, stage 4's merging and the decoder keep their initial weights; one log line
+    says what was loaded and what was not."""
+    swin = _swin_classifier()
+    if layout == "timm":
+        path = tmp_path / "swin_timm.pth"
+        torch.save({k: torch.from_numpy(v) for k, v in timm_state_dict(official_state(swin)).items()}, path)
+    else:
+        path = tmp_path / "swin.keras"
+        swin.save(path)
+    model = SwinUNETR(**{**SMALL, "in_channels": 3})
+    fresh = {name: _values(model.get_layer(name)) for name in ("patch_embedding", "stage4_merging", "encoder1",
+                                                             "decoder1_block", "output_conv")}
+    with caplog.at_level(logging.INFO, logger="keras_swin"):
+        assert model.load_checkpoint(str(path)).startswith("swin_")
+    loaded = [f"stage{stage}_block{index}" for stage in range(1, 5) for index in (1, 2)]
+    loaded += [f"stage{stage}_merging" for stage in range(1, 4)]
+    for name in loaded:
+        for got, expected in zip(_values(model.get_layer(name)), _values(swin.get_layer(name)), strict=True):
+            np.testing.assert_array_equal(got, expected, err_msg=name)
+    for name, values in fresh.items():
+        for got, expected in zip(_values(model.get_layer(name)), values, strict=True):
+            np.testing.assert_array_equal(got, expected, err_msg=name)
+    line = [r.getMessage() for r in caplog.records if "into the encoder" in r.getMessage()]
+    assert len(line) == 1
+    assert f"loaded {sum(len(model.get_layer(name).weights) for name in loaded)} of the model's" in line[0]
+    freshly, unused = line[0].split("freshly initialised: ")[1].split("; not used from the checkpoint: ")
+    assert "swinViT.patch_embed.proj" in freshly and "swinViT.layers4.0" in freshly and "decoder1" in freshly
+    assert "head" in unused and "patch_embed.norm" in unused and "patch_embed.proj" in unused
+
+
+def test_swin_classifier_of_another_width_or_version_is_refused(tmp_path):
+    swin = _swin_classifier()
+    path = tmp_path / "swin.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in official_state(swin).items()}, path)
+    with pytest.raises(WeightsMismatchError, match=r"embed_dim=12; model 'swin_unetr' has feature_size=24"):
+        SwinUNETR(**{**SMALL, "in_channels": 3, "feature_size": 24}, weights=str(path))
+    v2_state = {**official_state(swin), "layers.0.blocks.0.attn.logit_scale": np.zeros((3, 1, 1), "float32")}
+    with pytest.raises(WeightsMismatchError, match=r"Swin V2 checkpoint.*is Swin V1"):
+        load_state(SwinUNETR(**{**SMALL, "in_channels": 3}), v2_state)
+
+
 # --------------------------------------------------------------------------- the Keras model
+
+
+def test_include_preprocessing_normalises_rgb_pixels_in_the_model():
+    """With `include_preprocessing=True` (the training recipe's, for photographs) the model
+    takes pixels in [0, 255] and equals the plain model on ImageNet-normalised images."""
+    config = {**SMALL, "in_channels": 3, "depths": (1, 1, 1, 1)}
+    plain, preprocessing = SwinUNETR(**config), SwinUNETR(**config, include_preprocessing=True)
+    preprocessing.set_weights(plain.get_weights())
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 40, 56, 3)).astype("float32")
+    normalised = (pixels / 255.0 - np.array(IMAGENET_MEAN, "float32")) / np.array(IMAGENET_STD, "float32")
+    assert max_diff(preprocessing(pixels), keras.ops.convert_to_numpy(plain(normalised))) <= 1e-5
+    assert preprocessing.get_config()["include_preprocessing"] is True
+    with pytest.raises(ValueError, match=r"`include_preprocessing=True`.*needs in_channels=3; received in_channels=1"):
+        SwinUNETR(**SMALL, include_preprocessing=True)
+
+
+@pytest.mark.slow
+def test_saved_model_of_one_and_of_three_channels(tmp_path):
+    """A segmenter's signatures: `logits` and `class_map` at two sizes from one SavedModel;
+    the bytes signature for an RGB model only (a 1-channel model has no image files)."""
+    config = {**SMALL, "depths": (1, 1, 1, 1)}
+    gray = SwinUNETR(**config, name="gray")
+    rgb = SwinUNETR(**{**config, "in_channels": 3}, include_preprocessing=True, name="rgb")
+    for model, channels in ((gray, 1), (rgb, 3)):
+        loaded = tf.saved_model.load(export.to_saved_model(model, tmp_path / "serving", image_size=(64, 64)))
+        assert ("serving_bytes" in loaded.signatures) == (channels == 3)
+        for size in ((64, 64), (40, 72)):
+            images = random_inputs((2,) + size + (channels,), seed=channels) * 100
+            out = loaded.signatures["serving_default"](images=tf.constant(images))
+            expected = keras.ops.convert_to_numpy(model(images))
+            assert max_diff(out["logits"], expected) <= TOLERANCE
+            np.testing.assert_array_equal(out["class_map"].numpy(), expected.argmax(-1))
+    image = tf.io.encode_png(np.full((30, 50, 3), 128, np.uint8)).numpy()
+    out = loaded.signatures["serving_bytes"](image_bytes=tf.constant([image]))
+    assert set(out) == {"class_map"} and out["class_map"].shape == (1, 64, 64)
+    path = tmp_path / "gray.tflite"
+    export.to_tflite(gray, path, image_size=(48, 80))
+    images = random_inputs((2, 48, 80, 1), seed=9)
+    assert max_diff(export.run_tflite(path, images), keras.ops.convert_to_numpy(gray(images))) <= TOLERANCE
+    with pytest.raises(ValueError, match=r"must be images of shape \(N, height, width, 1\); received shape "
+                                         r"\(2, 48, 80, 3\)"):
+        export.run_tflite(path, np.zeros((2, 48, 80, 3), "float32"))
 
 
 @pytest.mark.parametrize("check", ["check_built", "check_config_round_trip", "check_save_and_load"])

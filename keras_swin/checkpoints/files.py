@@ -45,6 +45,18 @@ def identity(value):
     return value
 
 
+def to_torch_layout(variable, transform):
+    """A Keras variable's value in the PyTorch layout that `transform` reads (its inverse):
+    a Dense kernel `(in, out)` as `(out, in)`, a Conv2D kernel `(kh, kw, in, out)` as
+    `(out, in, kh, kw)`, anything else as it is."""
+    value = np.asarray(keras.ops.convert_to_numpy(variable.value))
+    if transform is linear:
+        return value.T
+    if transform is conv:
+        return np.transpose(value, (3, 2, 0, 1))
+    return value
+
+
 def norm_entries(prefix, layer):
     """`{key: (variable, transform)}` of a LayerNorm under PyTorch's `prefix.weight/.bias`."""
     return {f"{prefix}.weight": (layer.gamma, identity), f"{prefix}.bias": (layer.beta, identity)}
@@ -174,7 +186,7 @@ def load_file_or_preset(model, weights, resolve_preset, load_state):
     return load_state(model, read_state_dict(weights))
 
 
-def _saved_architecture(path):
+def saved_architecture(path):
     """The model config stored in a `.keras` file, or None (a `.weights.h5` has none)."""
     if not path.endswith(".keras"):
         return None
@@ -221,7 +233,7 @@ def load_keras_weights(model, path):
     """`model.load_weights(path)`, with an error that says how the architectures differ
     where Keras reports "A total of N objects could not be loaded" followed by pages of
     tensor values, and a check that every loaded weight is finite."""
-    saved = _saved_architecture(path)
+    saved = saved_architecture(path)
     try:
         model.load_weights(path)
     except (ValueError, KeyError) as error:

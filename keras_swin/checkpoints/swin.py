@@ -17,6 +17,7 @@ from keras_swin.checkpoints.files import (
     load_file_or_preset,
     logger,
     norm_entries,
+    to_torch_layout,
 )
 
 # Keys that only one version has, to name a V1/V2 mix-up.
@@ -228,6 +229,13 @@ def _bicubic_matrix(in_size, out_size):
         columns = np.clip(base - 1 + tap, 0, in_size - 1)
         np.add.at(matrix, (np.arange(out_size), columns), weights[:, tap])
     return matrix
+
+
+def official_state(model):
+    """The weights of a Swin V1 `SwinTransformer` as an official-layout state dict of NumPy
+    arrays (the inverse of `official_variable_map`)."""
+    return {key: to_torch_layout(variable, transform) for key, (variable, transform) in
+            official_variable_map(model).items()}
 
 
 def resize_bias_table(table, window_size):

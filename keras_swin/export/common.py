@@ -12,6 +12,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_swin.configs import MAX_IMAGE_SIZE
+from keras_swin.export.detection import detection_outputs
+from keras_swin.models.retinanet import is_detector
+from keras_swin.models.swin_unetr import SwinUNETR
 from keras_swin.models.upernet import UPerNet
 
 DEFAULT_IMAGE_SIZE = 224
@@ -30,15 +33,21 @@ def check_int(value, name, low, high=None):
 
 
 def check_image_model(model):
-    """A ValueError unless `model` takes one image tensor `(batch, H, W, 3)`."""
+    """A ValueError unless `model` takes one image tensor `(batch, H, W, channels)` with a
+    known channel count (3 for every model but a SwinUNETR built for other channels)."""
     inputs = getattr(model, "inputs", None)
     shape = tuple(inputs[0].shape) if inputs and len(inputs) == 1 else None
-    if shape is None or len(shape) != 4 or shape[-1] != 3:
+    if shape is None or len(shape) != 4 or shape[-1] is None:
         received = [tuple(x.shape) for x in inputs] if inputs else None
         raise ValueError(
-            "Export needs a built image model with one input of shape (batch, height, width, 3); "
+            "Export needs a built image model with one input of shape (batch, height, width, channels); "
             f"received a {type(model).__name__} with inputs {received}."
         )
+
+
+def image_channels(model):
+    """The channels of `model`'s image input (3 for RGB models)."""
+    return int(model.inputs[0].shape[-1])
 
 
 def serving_image_size(model, image_size=None):
@@ -71,23 +80,24 @@ def serving_image_size(model, image_size=None):
     return image_size or (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
 
 
-def check_images(images, size, name="images"):
-    """`images` as float32 `(N, height, width, 3)` with N >= 1 and finite values, else a
-    ValueError naming `name`, what was expected and what was received.
+def check_images(images, size, name="images", channels=3):
+    """`images` as float32 `(N, height, width, channels)` with N >= 1 and finite values, else
+    a ValueError naming `name`, what was expected and what was received.
 
     Args:
         images: array-like of real numbers.
         size: (height, width) the images must have; None accepts any size.
         name: what the message calls the images.
+        channels: the channels the images must have (3: RGB).
     """
     array = np.asarray(images)
-    expected = f"(N, {size[0]}, {size[1]}, 3)" if size else "(N, height, width, 3)"
+    expected = f"(N, {size[0]}, {size[1]}, {channels})" if size else f"(N, height, width, {channels})"
     if array.dtype.kind not in "biuf":
         raise ValueError(
             f"`{name}` must be real-valued pixels {expected} (float32 or an integer type); "
             f"received dtype {array.dtype} with shape {array.shape}."
         )
-    if array.ndim != 4 or array.shape[-1] != 3 or (size and tuple(array.shape[1:3]) != tuple(size)):
+    if array.ndim != 4 or array.shape[-1] != channels or (size and tuple(array.shape[1:3]) != tuple(size)):
         raise ValueError(f"`{name}` must be images of shape {expected}; received shape {array.shape}.")
     if array.shape[0] == 0 or array.shape[1] == 0 or array.shape[2] == 0:
         raise ValueError(f"`{name}` must hold at least one non-empty image {expected}; received shape {array.shape}.")
@@ -322,17 +332,17 @@ def decode_images(encoded, image_size, max_pixels=DEFAULT_MAX_PIXELS):
         return tf.identity(images)
 
 
-def check_serving_images(images, height, width, signature):
-    """`images` after in-graph checks: rank 4 with 3 channels (and the model's fixed size),
+def check_serving_images(images, height, width, signature, channels=3):
+    """`images` after in-graph checks: rank 4 with `channels` (and the model's fixed size),
     at least one pixel per side, finite values. Each failure is an InvalidArgumentError
     naming the expected and received shape, or the batch indices of non-finite images."""
     # tf.ensure_shape checks the rank, channels and fixed size at run time: TF Serving does not
     # check a request against the signature's shape.
-    images = tf.ensure_shape(images, (None, height, width, 3), name="images")
+    images = tf.ensure_shape(images, (None, height, width, channels), name="images")
     shape = tf.shape(images)
     checks = [tf.debugging.Assert(
         tf.reduce_all(shape[1:3] > 0),
-        [tf.strings.format(signature + ": images must be (batch, height, width, 3) with height and width "
+        [tf.strings.format(signature + f": images must be (batch, height, width, {channels}) with height and width "
                            ">= 1; received shape {}", shape)],
     )]
     finite = tf.reduce_all(tf.math.is_finite(images), axis=[1, 2, 3])
@@ -399,8 +409,8 @@ def move_into_place(staged, destination):
 
 
 def is_segmenter(model):
-    """True for a `keras_swin.UPerNet` (per-pixel logits)."""
-    return isinstance(model, UPerNet)
+    """True for a `keras_swin.UPerNet` or `keras_swin.SwinUNETR` (per-pixel logits)."""
+    return isinstance(model, (UPerNet, SwinUNETR))
 
 
 def segmentation_logits(model):
@@ -410,10 +420,27 @@ def segmentation_logits(model):
     return keras.Model(model.input, logits, name=model.name)
 
 
+def _pre_activation(head, x):
+    """The Dense `head` on `x` without its activation: the classifier's logits.
+
+    Dense has no pre-activation output, and after `model.quantize("int8")` its kernel is
+    int8 with a separate scale, so a hand-written `x @ kernel + bias` would be wrong; the
+    layer's own call (float or quantized) runs with the activation left out while tracing."""
+    activation = head.activation
+    head.activation = None
+    try:
+        return head(x)
+    finally:
+        head.activation = activation
+
+
 def named_outputs(model):
     """A function `images -> {name: tensor}` with the outputs users call: `logits` and
     `probabilities` for a classifier, `logits` and `class_map` (int32 `(B, H, W)`) for a
-    segmenter, `features` and `P2..` for a backbone."""
+    segmenter, `features` and `P2..` for a backbone; for a detector `boxes` (yxyx pixels),
+    `classes` (int32), `scores` and `num_detections` (`keras_swin.export.detection`)."""
+    if is_detector(model):
+        return detection_outputs(model)
     if is_segmenter(model):
         segmenter = segmentation_logits(model)
 
@@ -429,7 +456,7 @@ def named_outputs(model):
 
         def classifier(images):
             pooled = tf.cast(trunk(images), tf.float32)
-            logits = tf.matmul(pooled, head.kernel) + head.bias
+            logits = _pre_activation(head, pooled)
             probabilities = (
                 tf.nn.softmax(logits)
                 if model.classifier_activation in (None, "linear", "softmax")

@@ -6,12 +6,14 @@ import shutil
 import keras
 import tensorflow as tf
 
+from keras_swin.export import detection
 from keras_swin.export.common import (
     DEFAULT_MAX_PIXELS,
     check_image_model,
     check_int,
     check_serving_images,
     decode_images,
+    image_channels,
     is_segmenter,
     make_directory,
     move_into_place,
@@ -20,6 +22,7 @@ from keras_swin.export.common import (
     serving_image_size,
     staging_path,
 )
+from keras_swin.models.retinanet import is_detector
 
 IMAGE_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -44,10 +47,16 @@ def to_saved_model(
     Signatures:
         serving_default: `images` float32 `(batch, H, W, 3)` pixels in [0, 255] -> the
             named outputs (see `named_outputs`). H and W are dynamic when the model's are.
+            A SwinUNETR built for other channels takes `(batch, H, W, in_channels)` of what
+            it was trained on.
         serving_bytes: `image_bytes` string `(batch,)` of encoded images (JPEG, PNG, GIF,
             BMP, WebP, JPEG XL) -> decoded and resized in-graph, then `probabilities`,
             `classes` (top-k indices), `scores` and `labels` (when `class_names` is given)
-            for a classifier, `class_map` for a segmenter, or the backbone outputs.
+            for a classifier, `class_map` for a segmenter, or the backbone outputs. Only
+            for RGB models: a model of other channels has no image files to decode.
+        A detector (`keras_swin.models.retinanet`) returns `boxes` (yxyx pixels; in
+            serving_bytes, of each original image), `classes` (int32), `scores` and
+            `num_detections` from both, and serving_bytes adds `labels` with `class_names`.
 
     Bad requests: the request fails as a whole with INVALID_ARGUMENT
     (`tf.errors.InvalidArgumentError`) and nothing is computed for the other images of the
@@ -93,8 +102,9 @@ def to_saved_model(
         if isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__len__"):
             raise ValueError(f"`class_names` must be a list of class names; received {class_names!r}.")
         class_names = [str(c) for c in class_names]
-        if not is_classifier or len(class_names) != model.output.shape[-1]:
-            expected = model.output.shape[-1] if is_classifier else "none: the model has no classifier head"
+        classes = model.num_classes if is_detector(model) else model.output.shape[-1] if is_classifier else None
+        if classes is None or len(class_names) != classes:
+            expected = classes or "none: the model has no classifier head"
             raise ValueError(
                 f"`class_names` must have one name per class ({expected}); "
                 f"received {len(class_names)} names."
@@ -103,12 +113,17 @@ def to_saved_model(
     height, width = model.input.shape[1:3]
     outputs = named_outputs(model)
 
+    channels = image_channels(model)
+
     def serve_images(images):
-        return run_batch(outputs, check_serving_images(images, height, width, IMAGE_SIGNATURE))
+        return run_batch(outputs, check_serving_images(images, height, width, IMAGE_SIGNATURE, channels))
 
     def serve_bytes(image_bytes):
         image_bytes = tf.ensure_shape(image_bytes, (None,), name="image_bytes")
-        result = run_batch(outputs, decode_images(image_bytes, size, max_pixels))
+        images = decode_images(image_bytes, size, max_pixels)
+        result = run_batch(outputs, images)
+        if is_detector(model):  # boxes in the pixels of each original image
+            return detection.bytes_outputs(result, images, image_bytes, size, class_names)
         if is_segmenter(model):
             return {"class_map": result["class_map"]}
         if not is_classifier:
@@ -124,13 +139,14 @@ def to_saved_model(
     archive.add_endpoint(
         IMAGE_SIGNATURE,
         serve_images,
-        input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32, name="images")],
+        input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32, name="images")],
     )
-    archive.add_endpoint(
-        BYTES_SIGNATURE,
-        serve_bytes,
-        input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")],
-    )
+    if channels == 3:
+        archive.add_endpoint(
+            BYTES_SIGNATURE,
+            serve_bytes,
+            input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")],
+        )
 
     parent = os.path.join(os.fspath(path), name)
     export_dir = os.path.join(parent, str(version))

@@ -1,6 +1,7 @@
 """Export to TFLite with builtin ops only (float32, float16, dynamic-range int8, full int8), and
 running a `.tflite` file in the LiteRT interpreter."""
 
+import io
 import os
 
 import numpy as np
@@ -9,12 +10,15 @@ import tensorflow as tf
 from keras_swin.export.common import (
     check_image_model,
     check_images,
+    image_channels,
     is_segmenter,
     make_directory,
     segmentation_logits,
     serving_image_size,
     staging_path,
 )
+from keras_swin.export.detection import anchors_path, raw_outputs
+from keras_swin.models.retinanet import anchor_boxes, is_detector
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 CALIBRATION_IMAGES = 100  # the first images of `representative_data` that calibrate "int8"
@@ -53,10 +57,14 @@ def write_file(path, data, what):
 def to_tflite(model, path, quantize=None, representative_data=None, image_size=None):
     """Converts `model` to a `.tflite` file that uses TFLite builtin ops only.
 
-    The input is float32 `(batch, H, W, 3)` pixels in [0, 255], with a resizable batch
+    The input is float32 `(batch, H, W, 3)` pixels in [0, 255] (a SwinUNETR built for other
+    channels: `(batch, H, W, in_channels)`), with a resizable batch
     (`interpreter.resize_tensor_input`); the output is the model's output (a segmenter's
-    main logits, without its auxiliary head). The file is written under a temporary name
-    and renamed into place: a failed or killed export leaves no `.tflite` behind.
+    main logits, without its auxiliary head; a detector's raw head `(batch, anchors, 4 +
+    classes)`, box deltas then logits, with its anchors written to `<name>_anchors.npy`
+    beside the file: keras-hub's decoder does not lower to builtins, docs/detection.md).
+    The file is written under a temporary name and renamed into place: a failed or killed
+    export leaves no `.tflite` behind.
 
     Args:
         model: a built Keras model.
@@ -77,17 +85,23 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}; received quantize={quantize!r}.")
     check_image_model(model)
     height, width = serving_image_size(model, image_size)
+    channels = image_channels(model)
     calibration = None
     if quantize == "int8":
         if representative_data is None:
             raise ValueError("quantize='int8' needs `representative_data` (images (N, H, W, 3)).")
         calibration = check_images(
-            np.asarray(representative_data)[:CALIBRATION_IMAGES], (height, width), "representative_data"
+            np.asarray(representative_data)[:CALIBRATION_IMAGES], (height, width), "representative_data", channels
         )
     if is_segmenter(model):
         model = segmentation_logits(model)
     function = tf.function(lambda images: model(images, training=False))
-    concrete = function.get_concrete_function(tf.TensorSpec((None, height, width, 3), tf.float32))
+    if is_detector(model):
+        # keras-hub's decoder has one op with no TFLite builtin (keras.ops.argmax lowers to
+        # tf.BitwiseAnd), so the file holds the raw head and the anchors go beside it.
+        function = tf.function(raw_outputs(model))
+        write_file(anchors_path(path), _npy(anchor_boxes(model)), "the detector's anchors")
+    concrete = function.get_concrete_function(tf.TensorSpec((None, height, width, channels), tf.float32))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize in ("float16", "dynamic", "int8"):
@@ -126,8 +140,8 @@ def run_tflite(path, images, num_threads=None):
     batch resized to N; returns the first output as a NumPy array."""
     from ai_edge_litert.interpreter import Interpreter
 
-    images = check_images(images, None)
     interpreter = _interpreter(Interpreter, path, num_threads)
+    images = check_images(images, None, channels=int(interpreter.get_input_details()[0]["shape"][-1]))
     details = interpreter.get_input_details()[0]
     index = details["index"]
     expected = tuple(int(s) for s in details["shape_signature"][1:])
@@ -147,12 +161,24 @@ def compare_tflite(model, path, images):
     Returns:
         `{"max_abs_diff": float, "top1_agreement": float}`; top-1 is over the last axis.
     """
-    images = check_images(images, None)
+    images = check_images(images, None, channels=image_channels(model))
     if is_segmenter(model):
         model = segmentation_logits(model)
+    if is_detector(model):  # the raw head; top-1 over the class logits
+        expected = np.asarray(raw_outputs(model)(tf.constant(images)))
+        found = run_tflite(path, images)
+        return {"max_abs_diff": float(np.abs(found - expected).max()),
+                "top1_agreement": float(np.mean(found[..., 4:].argmax(-1) == expected[..., 4:].argmax(-1)))}
     expected = np.asarray(model.predict(images, verbose=0), dtype="float32")
     found = run_tflite(path, images)
     return {
         "max_abs_diff": float(np.abs(found - expected).max()),
         "top1_agreement": float(np.mean(found.argmax(-1) == expected.argmax(-1))),
     }
+
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()

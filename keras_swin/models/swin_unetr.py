@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_swin.checkpoints import swin_unetr as swin_unetr_checkpoints
+from keras_swin.configs import IMAGENET_MEAN, IMAGENET_STD
 from keras_swin.layers import (
     CropToReference,
     PadToMultiple,
@@ -56,12 +57,13 @@ def _check_arguments(in_channels, out_channels, feature_size, depths, num_heads,
 
 
 def swin_encoder(images, feature_size, depths, num_heads, window_size, use_v2, policy, drop_rate=0.0,
-                 attn_drop_rate=0.0, dropout_path_rate=0.0, qkv_bias=True, mlp_ratio=4.0):
+                 attn_drop_rate=0.0, dropout_path_rate=0.0, qkv_bias=True, mlp_ratio=4.0, remat=False):
     """MONAI's `SwinTransformer` on `images` (H and W multiples of 32): a 2x2 patch
     embedding without norm, then four stages, each (with `use_v2`) a residual conv block,
     Swin blocks under MONAI's window rule (`SwinBlock(per_axis_window=True)`) and a patch
     merging. Returns the five hidden states, before their norm: the embedding and every
-    stage's merged output, `feature_size * 2**i` channels at stride `2**(i + 1)`."""
+    stage's merged output, `feature_size * 2**i` channels at stride `2**(i + 1)`. With
+    `remat`, each Swin block is checkpointed in training (`SwinBlock(remat=True)`)."""
     x = PatchEmbedding(PATCH_SIZE, feature_size, use_norm=False, name="patch_embedding", dtype=policy)(images)
     if drop_rate:
         x = keras.layers.Dropout(drop_rate, name="embedding_dropout", dtype=policy)(x)
@@ -82,6 +84,7 @@ def swin_encoder(images, feature_size, depths, num_heads, window_size, use_v2, p
                 attention_dropout_rate=attn_drop_rate,
                 drop_path_rate=block_rates[sum(depths[:stage]) + index],
                 per_axis_window=True,
+                remat=remat,
                 name=f"stage{stage + 1}_block{index + 1}",
                 dtype=policy,
             )(x)
@@ -134,8 +137,8 @@ class SwinUNETR(ImageModel):
 
     Args:
         in_channels: int, channels of the input images (1 for CT or MRI, 4 for four MRI
-            sequences, ...). Images are taken as they are, already normalised; there is no
-            built-in preprocessing.
+            sequences, ...). Images are taken as they are, already normalised, unless
+            `include_preprocessing=True`.
         out_channels: int, channels of the logits (classes).
         feature_size: int, channels C of the first stage. Default 24.
         depths: 4 ints, Swin blocks per stage. Default (2, 2, 2, 2).
@@ -156,6 +159,15 @@ class SwinUNETR(ImageModel):
             linearly from 0 over the blocks. Default 0.
         qkv_bias: bool. Default True.
         mlp_ratio: float. Default 4.0.
+        include_preprocessing: bool, take RGB pixels in [0, 255] and normalise them with the
+            ImageNet mean and std in the model, as the other keras_swin models do (for
+            photographs, such as the digit scenes; needs `in_channels=3`). Default False:
+            images are taken as MONAI takes them, already normalised.
+        remat: bool, gradient checkpointing of every Swin block of the encoder in training
+            (MONAI's `use_checkpoint`, through `keras.remat`): each block keeps only its
+            input for the backward pass and recomputes its activations there. Less memory
+            for more compute; outputs, gradients and the inference graph are unchanged.
+            Default False.
         weights: None, or a path to weights: a Keras file, or a MONAI checkpoint (a whole
             SwinUNETR, or the self-supervised encoder of MONAI's tutorials, which leaves the
             decoder freshly initialised); see `keras_swin.checkpoints.swin_unetr`.
@@ -185,6 +197,8 @@ class SwinUNETR(ImageModel):
         dropout_path_rate=0.0,
         qkv_bias=True,
         mlp_ratio=4.0,
+        include_preprocessing=False,
+        remat=False,
         weights=None,
         name="swin_unetr",
         dtype=None,
@@ -194,17 +208,30 @@ class SwinUNETR(ImageModel):
         num_heads = tuple(int(h) for h in num_heads)
         _check_arguments(in_channels, out_channels, feature_size, depths, num_heads, window_size, norm_name, downsample)
         check_rates(drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, dropout_path_rate=dropout_path_rate)
+        if include_preprocessing and int(in_channels) != 3:
+            raise ValueError(
+                "`include_preprocessing=True` normalises RGB pixels with the ImageNet mean and std and needs "
+                f"in_channels=3; received in_channels={in_channels}."
+            )
         in_channels, out_channels, feature_size = int(in_channels), int(out_channels), int(feature_size)
         window_size = int(window_size)
         policy = resolve_dtype_policy(dtype)
 
         # === Functional graph ===
         inputs = keras.Input(shape=(None, None, in_channels), name="images")
-        padded = PadToMultiple(STRIDE, name="pad", dtype=policy)(inputs)
+        x = inputs
+        if include_preprocessing:
+            x = keras.layers.Normalization(
+                mean=[255.0 * m for m in IMAGENET_MEAN],
+                variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
+                name="preprocessing",
+                dtype=policy,
+            )(x)
+        padded = PadToMultiple(STRIDE, name="pad", dtype=policy)(x)
         hidden_states = swin_encoder(
             padded, feature_size, depths, num_heads, window_size, use_v2, policy, drop_rate=drop_rate,
             attn_drop_rate=attn_drop_rate, dropout_path_rate=dropout_path_rate, qkv_bias=qkv_bias,
-            mlp_ratio=mlp_ratio,
+            mlp_ratio=mlp_ratio, remat=bool(remat),
         )
         if normalize:
             hidden_states = [
@@ -259,6 +286,8 @@ class SwinUNETR(ImageModel):
         self.dropout_path_rate = float(dropout_path_rate)
         self.qkv_bias = bool(qkv_bias)
         self.mlp_ratio = float(mlp_ratio)
+        self.include_preprocessing = bool(include_preprocessing)
+        self.remat = bool(remat)
         self.pyramid_outputs = dict(zip(LEVELS, hidden_states))
 
         if weights is not None:
@@ -297,4 +326,6 @@ class SwinUNETR(ImageModel):
             "dropout_path_rate": self.dropout_path_rate,
             "qkv_bias": self.qkv_bias,
             "mlp_ratio": self.mlp_ratio,
+            "include_preprocessing": self.include_preprocessing,
+            "remat": self.remat,
         }

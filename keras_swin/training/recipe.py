@@ -25,13 +25,23 @@ import numpy as np
 import tensorflow as tf
 
 from keras_swin import export
-from keras_swin.configs import MAX_IMAGE_SIZE, MODEL_NAMES, SEGMENTER_NAMES, SMALL_CONFIGS, SMALL_SEGMENTERS
+from keras_swin.configs import (
+    DETECTOR_NAMES,
+    DETECTORS,
+    MAX_IMAGE_SIZE,
+    MODEL_NAMES,
+    SEGMENTER_NAMES,
+    SMALL_CONFIGS,
+    SMALL_SEGMENTERS,
+    UNET_SEGMENTERS,
+)
+from keras_swin.data.detection import AUGMENTS as DETECTION_AUGMENTS
 from keras_swin.training import multiworker, outputs
 
 logger = logging.getLogger("keras_swin")
 
-SELECT_OPTIONS = ("last", "val_loss", "val_accuracy", "val_mean_iou")
-TASKS = ("classification", "segmentation")
+SELECT_OPTIONS = ("last", "val_loss", "val_accuracy", "val_mean_iou", "val_ap50")
+TASKS = ("classification", "segmentation", "detection")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 
 # The defaults that depend on the task; a field left at None takes them.
@@ -49,6 +59,18 @@ TASK_DEFAULTS = {
         augment="none", epochs=18, batch_size=32, learning_rate=8e-3, warmup_epochs=2, jit_compile=False,
         auxiliary_head=True,
     ),
+    # keras-hub's RetinaNet (FPN and heads 256 wide) on the digit scenes at 128x128; settings
+    # chosen on the validation scenes (docs/detection.md).
+    "detection": dict(
+        data="digit-scenes", model="retinanet_swin_scenes", output="saved_models/retinanet_swin_scenes",
+        augment="zoom-translate", epochs=6, batch_size=16, learning_rate=1e-3, warmup_epochs=1, jit_compile=False,
+        auxiliary_head=False,
+    ),
+}
+# Defaults of one model that differ from its task's; a field left at None takes them first.
+# SwinUNETR has no auxiliary head (its decoder ends at full resolution).
+MODEL_DEFAULTS = {
+    name: dict(output=f"saved_models/{name}", auxiliary_head=False) for name in UNET_SEGMENTERS
 }
 
 
@@ -80,6 +102,8 @@ class TrainConfig:
     cutmix: bool = False
     mixed_precision: str = "off"
     jit_compile: bool = None
+    # Gradient checkpointing of every Swin block (the models' `remat=True`): less memory, more time.
+    remat: bool = False
     # Which weights become best.keras: "last" (the final epoch, at the end of the cosine
     # schedule), or the epoch with the lowest "val_loss" / highest "val_accuracy".
     select: str = "last"
@@ -96,13 +120,37 @@ class TrainConfig:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"--task must be one of {list(TASKS)}; received {self.task!r}.")
-        for name, value in TASK_DEFAULTS[self.task].items():
+        model = TASK_DEFAULTS[self.task]["model"] if self.model is None else self.model
+        for name, value in {**TASK_DEFAULTS[self.task], **MODEL_DEFAULTS.get(model, {})}.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
 
 
+def _check_detection(config):
+    """The options `--task detection` refuses or bounds."""
+    if config.model not in DETECTOR_NAMES:
+        kind = ("a segmentation-only model" if config.model in SEGMENTER_NAMES
+                else "a classification-only model" if config.model in MODEL_NAMES else "unknown")
+        raise ValueError(f"--task detection needs a detector; {config.model!r} is {kind}. Expected one of "
+                         f"{list(DETECTOR_NAMES)}.")
+    refused = {"--freeze-backbone-epochs": config.freeze_backbone_epochs, "--layer-decay": config.layer_decay,
+               "--auxiliary-head": config.auxiliary_head}
+    given = [option for option, value in refused.items() if value]
+    if given:
+        raise ValueError(f"{', '.join(given)}: not for --task detection (classification or UPerNet options).")
+    if config.select in ("val_accuracy", "val_mean_iou"):
+        raise ValueError(f"--select {config.select} is for another task; use val_ap50 (or val_loss, last) for "
+                         "detection.")
+    multiple = 2 ** DETECTORS[config.model]["max_level"]
+    if config.image_size is not None and config.image_size % multiple:
+        raise ValueError(f"--image-size for {config.model} must be divisible by {multiple} (keras-hub's FPN up to "
+                         f"P{DETECTORS[config.model]['max_level']}); received {config.image_size}.")
+
+
 def check_config(config):
-    if config.task == "segmentation":
+    if config.task == "detection":
+        _check_detection(config)
+    elif config.task == "segmentation":
         if config.model not in SEGMENTER_NAMES:
             kind = "a classification-only model" if config.model in MODEL_NAMES else "unknown"
             raise ValueError(
@@ -111,22 +159,33 @@ def check_config(config):
             )
         if config.freeze_backbone_epochs:
             raise ValueError("--freeze-backbone-epochs is for classification; received it with --task segmentation.")
-        if config.select == "val_accuracy":
-            raise ValueError("--select val_accuracy is for classification; use val_mean_iou for segmentation.")
+        if config.select in ("val_accuracy", "val_ap50"):
+            raise ValueError(f"--select {config.select} is for another task; use val_mean_iou for segmentation.")
+        if config.model in UNET_SEGMENTERS and (config.auxiliary_head or config.layer_decay):
+            raise ValueError(
+                f"--auxiliary-head and --layer-decay are for UPerNet; {config.model!r} is a SwinUNETR (its "
+                f"decoder has no auxiliary head and its layers no Swin depth order). Received "
+                f"auxiliary_head={config.auxiliary_head}, layer_decay={config.layer_decay}."
+            )
     elif config.model not in MODEL_NAMES:
-        kind = " (a segmentation model: add --task segmentation)" if config.model in SEGMENTER_NAMES else ""
+        kind = (" (a segmentation model: add --task segmentation)" if config.model in SEGMENTER_NAMES
+                else " (a detector: add --task detection)" if config.model in DETECTOR_NAMES else "")
         raise ValueError(f"Unknown model {config.model!r}{kind}; expected one of {list(MODEL_NAMES)}.")
-    elif config.select == "val_mean_iou" or config.backbone_weights or config.auxiliary_head:
+    elif config.select in ("val_mean_iou", "val_ap50") or config.backbone_weights or config.auxiliary_head:
         raise ValueError(
-            "--select val_mean_iou, --backbone-weights and --auxiliary-head are for --task segmentation."
+            "--select val_mean_iou / val_ap50, --backbone-weights and --auxiliary-head are for --task segmentation "
+            "or detection."
         )
-    augments = ("none", "flip-scale-crop") if config.task == "segmentation" else ("light", "randaugment", "none")
+    augments = {"segmentation": ("none", "flip-scale-crop"), "detection": DETECTION_AUGMENTS}.get(
+        config.task, ("light", "randaugment", "none"))
     if config.augment not in augments:
         raise ValueError(f"--augment for --task {config.task} must be one of {list(augments)}; received {config.augment!r}.")
     if config.mixed_precision not in ("off", "float16", "bfloat16"):
         raise ValueError(
             f"--mixed-precision must be off, float16 or bfloat16; received {config.mixed_precision!r}."
         )
+    if not isinstance(config.remat, bool):
+        raise ValueError(f"--remat is a switch, True or False; received remat={config.remat!r}.")
     if config.select not in SELECT_OPTIONS:
         raise ValueError(f"--select must be one of {list(SELECT_OPTIONS)}; received {config.select!r}.")
     if config.strategy not in STRATEGIES:
@@ -179,12 +238,14 @@ def _check_numbers(config):
 
 
 def image_size_for(config):
-    """The training image size: `--image-size`, else the small model's own, else 224 for a
-    classifier and 512 for a segmenter."""
+    """The training image size: `--image-size`, else the model's own (the small models' and
+    SwinUNETR's, `keras_swin.configs`), else 224 for a classifier and 512 for a segmenter."""
     if config.image_size is not None:
         return config.image_size
-    small = SMALL_SEGMENTERS if config.task == "segmentation" else SMALL_CONFIGS
-    if config.model in small:
+    if config.task == "detection":
+        return DETECTORS[config.model]["image_size"]
+    small = {**SMALL_SEGMENTERS, **UNET_SEGMENTERS} if config.task == "segmentation" else SMALL_CONFIGS
+    if "image_size" in small.get(config.model, {}):
         return small[config.model]["image_size"]
     return 512 if config.task == "segmentation" else 224
 
@@ -352,7 +413,8 @@ def run_record(config, model):
     return json.loads(json.dumps({"task": config.task, "model": config.model, "model_config": model_config}))
 
 
-def fit_with_recipe(model, config, train_ds, validation_ds, steps_per_epoch, monitor=None, unfreeze=None):
+def fit_with_recipe(model, config, train_ds, validation_ds, steps_per_epoch, monitor=None, unfreeze=None,
+                    extra_callbacks=()):
     """Fits a compiled `model` for `config.epochs` of `steps_per_epoch` batches with the
     outputs every task shares:
     `run.json` (what --resume checks), `backup/` (every save atomic: `--resume` loses at
@@ -362,6 +424,7 @@ def fit_with_recipe(model, config, train_ds, validation_ds, steps_per_epoch, mon
 
     With `freeze_backbone_epochs`, the first epochs run as compiled, then
     `unfreeze(model)` makes the backbone trainable and recompiles, and training goes on.
+    `extra_callbacks` (a task's own, e.g. detection's validation AP) run before the others.
 
     Returns:
         A `FitResult`.
@@ -376,7 +439,10 @@ def fit_with_recipe(model, config, train_ds, validation_ds, steps_per_epoch, mon
     best_path = os.path.join(output, "best.keras")
     history_path = os.path.join(output, "history.csv")
     csv_logger = keras.callbacks.CSVLogger(history_path, append=config.resume)
+    # A task's own callbacks (detection's validation AP) run first: their logs reach the
+    # CSV logger and the checkpoints.
     callbacks = [
+        *extra_callbacks,
         outputs.AtomicBackupAndRestore(os.path.join(output, "backup"), delete_checkpoint=False),
         outputs.AtomicModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
         csv_logger,

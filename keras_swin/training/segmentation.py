@@ -1,5 +1,5 @@
-"""The segmentation recipe: UPerNet on a Swin backbone, pixel cross-entropy that ignores 255
-(plus the auxiliary head at 0.4), the classification recipe's AdamW, schedule, clipping,
+"""The segmentation recipe: UPerNet on a Swin backbone or SwinUNETR, pixel cross-entropy that
+ignores 255 (plus UPerNet's auxiliary head at 0.4), the classification recipe's AdamW, schedule, clipping,
 mixed precision, XLA, resume and seed, IoU metrics, mask plots and export.
 
 `keras-swin train --task segmentation` runs `train_segmentation(config, strategy)`.
@@ -10,10 +10,11 @@ import os
 import keras
 import numpy as np
 
-from keras_swin.configs import SMALL_SEGMENTERS
+from keras_swin.configs import SMALL_SEGMENTERS, UNET_SEGMENTERS
 from keras_swin.data import segmentation as segmentation_data
 from keras_swin.data.segmentation import IGNORE_INDEX
 from keras_swin.models.swin import SwinTransformer
+from keras_swin.models.swin_unetr import SwinUNETR
 from keras_swin.models.upernet import UPerNet, build_upernet
 from keras_swin.training import outputs, recipe
 
@@ -28,17 +29,38 @@ PALETTE = np.array(
 IGNORE_COLOUR = (128, 128, 128)
 
 
+def create_swin_unetr(config, num_classes):
+    """The SwinUNETR for `config.model`: RGB pixels in [0, 255] normalised in the model (the
+    task's data are photographs), `--drop-path-rate` as MONAI's `dropout_path_rate`, and
+    `--backbone-weights` (a Swin classifier checkpoint) into the encoder."""
+    settings = {k: v for k, v in UNET_SEGMENTERS[config.model].items() if k != "image_size"}
+    if config.drop_path_rate is not None:
+        settings["dropout_path_rate"] = config.drop_path_rate
+    model = SwinUNETR(in_channels=3, out_channels=num_classes, include_preprocessing=True, remat=config.remat,
+                      name=config.model, **settings)
+    if config.backbone_weights:
+        model.load_checkpoint(config.backbone_weights)
+    return model
+
+
+def has_auxiliary_head(model):
+    """True for a UPerNet built with the auxiliary head (a second output to train)."""
+    return isinstance(model, UPerNet) and model.auxiliary_head
+
+
 def create_segmenter(config, num_classes):
-    """The UPerNet for `config.model` with `num_classes` classes."""
+    """The UPerNet or SwinUNETR for `config.model` with `num_classes` classes."""
     auxiliary = config.auxiliary_head
-    if config.model in SMALL_SEGMENTERS:
+    if config.model in UNET_SEGMENTERS:
+        model = create_swin_unetr(config, num_classes)
+    elif config.model in SMALL_SEGMENTERS:
         settings = SMALL_SEGMENTERS[config.model]
         backbone_settings = dict(settings["backbone"])
         if config.drop_path_rate is not None:
             backbone_settings["drop_path_rate"] = config.drop_path_rate
         backbone = SwinTransformer(
             **backbone_settings, pyramid_norm=True, include_final_norm=False, always_partition=True,
-            weights=config.backbone_weights, name=f"{config.model}_backbone",
+            remat=config.remat, weights=config.backbone_weights, name=f"{config.model}_backbone",
         )
         model = UPerNet(backbone, num_classes=num_classes, channels=settings["channels"],
                         detail_channels=settings.get("detail_channels", 0),
@@ -47,7 +69,7 @@ def create_segmenter(config, num_classes):
         model = build_upernet(
             config.model.replace("upernet_", ""), num_classes=num_classes, backbone_weights=config.backbone_weights,
             auxiliary_head=auxiliary, drop_path_rate=0.3 if config.drop_path_rate is None else config.drop_path_rate,
-            name=config.model,
+            remat=config.remat, name=config.model,
         )
     if config.weights:
         model.load_checkpoint(config.weights)
@@ -64,7 +86,7 @@ def compile_segmenter(model, config, steps_per_epoch, num_classes):
     mean_iou = keras.metrics.MeanIoU(
         num_classes, ignore_class=IGNORE_INDEX, sparse_y_pred=False, name="mean_iou"
     )
-    if model.auxiliary_head:
+    if has_auxiliary_head(model):
         loss = {"logits": segmentation_loss(), "auxiliary_logits": segmentation_loss()}
         loss_weights = {"logits": 1.0, "auxiliary_logits": AUXILIARY_WEIGHT}
         metrics = {"logits": [mean_iou]}
@@ -81,7 +103,7 @@ def compile_segmenter(model, config, steps_per_epoch, num_classes):
 
 def with_auxiliary_targets(dataset, model):
     """Feeds the mask to both outputs of a model with an auxiliary head."""
-    if not model.auxiliary_head:
+    if not has_auxiliary_head(model):
         return dataset
     return dataset.map(lambda images, masks: (images, {"logits": masks, "auxiliary_logits": masks}))
 
@@ -164,7 +186,8 @@ def plot_predictions(images, masks, predictions, class_names, path, count=8):
 
 
 def train_segmentation(config, strategy):
-    """Trains, evaluates and exports a Swin UPerNet segmenter. Returns the metrics dict."""
+    """Trains, evaluates and exports a Swin UPerNet or SwinUNETR segmenter. Returns the
+    metrics dict."""
     size = recipe.image_size_for(config)
     splits = segmentation_data.load_segmentation_data(config.data, size, config.data_dir, config.seed)
     num_classes = len(splits.class_names)
@@ -182,7 +205,7 @@ def train_segmentation(config, strategy):
         model = create_segmenter(config, num_classes)
         compile_segmenter(model, config, steps_per_epoch, num_classes)
     train_ds, validation_ds = with_auxiliary_targets(train_ds, model), with_auxiliary_targets(validation_ds, model)
-    monitor = {"val_mean_iou": "val_logits_mean_iou" if model.auxiliary_head else "val_mean_iou"}.get(
+    monitor = {"val_mean_iou": "val_logits_mean_iou" if has_auxiliary_head(model) else "val_mean_iou"}.get(
         config.select, config.select
     )
     fit = recipe.fit_with_recipe(
