@@ -109,7 +109,10 @@ def test_tasks_of_the_modes():
     assert [paths[f"native keras {name}"]["jit_compile"] for name in ("xla", "graph", "auto")] == [True, False, None]
     assert {task["precision"] for task in paths.values()} == {"bf16"}
     assert set(bench.smoke_tasks("/tmp")) == {"keras predict", "keras tflite int8", "keras upernet_swin_t",
-                                              "torch upernet_swin_t", "keras swinv2_t", "torch swinv2_t"}
+                                              "torch upernet_swin_t", "keras swinv2_t", "torch swinv2_t",
+                                              "keras swin_unetr_48", "torch swin_unetr_48"}
+    assert set(bench.extra_tasks(1, report.UNET_ROWS)) == {"keras swin_unetr_48 b1", "torch swin_unetr_48 b1",
+                                                           "keras swin_unetr_48 b4", "torch swin_unetr_48 b4"}
     assert set(bench.extra_tasks(1)) == {f"{worker} {model} b{batch}" for worker in ("keras", "torch")
                                          for _, model, _, batch in report.EXTRA_ROWS}
 
