@@ -261,3 +261,13 @@ def test_empty_batches_and_zero_sized_images_are_refused(tiny_models, shape, mes
     for call in (model, model.predict):  # a raw shape error and an UnboundLocalError before
         with pytest.raises(ValueError, match=message):
             call(images)
+
+
+def test_overwrite_removes_a_detectors_anchors_and_nothing_of_the_users(tmp_path):
+    """`--overwrite` removes what a run wrote, a detector's `<name>_anchors.npy` included
+    (a stale one would pair with the new .tflite), and leaves other files alone."""
+    for name in ("metrics.json", "retinanet.tflite", "retinanet_anchors.npy", "notes.txt", "anchors.csv"):
+        (tmp_path / name).write_text("x")
+    assert outputs.remove_earlier_outputs(str(tmp_path)) == ["metrics.json", "retinanet.tflite",
+                                                             "retinanet_anchors.npy"]
+    assert sorted(os.listdir(tmp_path)) == ["anchors.csv", "notes.txt"]

@@ -22,10 +22,12 @@ RUN_RECORD = "run.json"
 
 
 def earlier_outputs(output):
-    """The names in `output` that an earlier run wrote (its .tflite files included)."""
+    """The names in `output` that an earlier run wrote (its .tflite files and a detector's
+    `<name>_anchors.npy` beside its .tflite included)."""
     if not os.path.isdir(output):
         return []
-    return sorted(name for name in os.listdir(output) if name in RUN_OUTPUTS or name.endswith(".tflite"))
+    return sorted(name for name in os.listdir(output)
+                  if name in RUN_OUTPUTS or name.endswith((".tflite", "_anchors.npy")))
 
 
 def remove_earlier_outputs(output):
