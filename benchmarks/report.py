@@ -153,6 +153,19 @@ def paths_section(machine, results, rounds, precision):
     return "\n".join(lines + ["", end])
 
 
+def comparison_rows(rows, results):
+    """The table rows of `(name, model, size, batch)` rows: keras_swin against PyTorch in
+    images per second, their ratio and each side's peak memory growth."""
+    lines = []
+    for name, model, size, batch in rows:
+        ours, theirs = results[f"keras {model} b{batch}"], results[f"torch {model} b{batch}"]
+        lines.append(
+            f"| {name} | {size}² | {batch} | {ours['images_per_second']:.2f} | {theirs['images_per_second']:.2f} | "
+            f"{ours['images_per_second'] / theirs['images_per_second']:.2f}x | "
+            f"{ours['memory_growth_mb']:.0f} | {theirs['memory_growth_mb']:.0f} |")
+    return lines
+
+
 def extra_section(machine, results, rounds):
     # keras_swin imports TensorFlow: imported here, as in paths_section, to count the FLOPs.
     from keras_swin import UPerNetSwinT
@@ -171,12 +184,7 @@ def extra_section(machine, results, rounds):
         "| model | size | batch | keras_swin (img/s) | PyTorch (img/s) | ratio | keras peak growth (MB) | torch peak growth (MB) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, model, size, batch in EXTRA_ROWS:
-        ours, theirs = results[f"keras {model} b{batch}"], results[f"torch {model} b{batch}"]
-        lines.append(
-            f"| {name} | {size}² | {batch} | {ours['images_per_second']:.2f} | {theirs['images_per_second']:.2f} | "
-            f"{ours['images_per_second'] / theirs['images_per_second']:.2f}x | "
-            f"{ours['memory_growth_mb']:.0f} | {theirs['memory_growth_mb']:.0f} |")
+    lines += comparison_rows(EXTRA_ROWS, results)
     count = flops(UPerNetSwinT(), (512, 2048))
     lines += [
         "",
@@ -201,12 +209,7 @@ def unet_section(machine, results, rounds):
         "| model | size | batch | keras_swin (img/s) | MONAI (img/s) | ratio | keras peak growth (MB) | torch peak growth (MB) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, model, size, batch in UNET_ROWS:
-        ours, theirs = results[f"keras {model} b{batch}"], results[f"torch {model} b{batch}"]
-        lines.append(
-            f"| {name} | {size}² | {batch} | {ours['images_per_second']:.2f} | {theirs['images_per_second']:.2f} | "
-            f"{ours['images_per_second'] / theirs['images_per_second']:.2f}x | "
-            f"{ours['memory_growth_mb']:.0f} | {theirs['memory_growth_mb']:.0f} |")
+    lines += comparison_rows(UNET_ROWS, results)
     lines += ["", UNET_END]
     return "\n".join(lines)
 
