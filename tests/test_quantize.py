@@ -94,13 +94,7 @@ def test_swin_unetr_quantized_outputs_stay_close():
     ModelChecks(lambda **kw: swin_unetr(**kw), (1, 64, 64, 1)).check_quantize_int8()
 
 
-# Not working yet: a keras_swin model is rebuilt from its constructor arguments, which do not say
-# that its Dense layers were quantized, so loading finds 3 variables (int8 kernel, bias, scale)
-# where the rebuilt float Dense has 2 ("Layer 'projection' expected 2 variables, but received 3").
-# The fix belongs in `ImageModel.get_config`/`from_config` (store the quantization mode, quantize
-# the rebuilt model before its weights load). Strict: the test fails once it works.
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="keras_swin configs do not record model.quantize")
-@pytest.mark.parametrize("family", ["swin", "upernet", "swin_unetr"])
+@pytest.mark.parametrize("family", ["swin", "swin_v2", "upernet", "swin_unetr"])
 def test_a_quantized_model_round_trips_through_keras_with_safe_mode(family, tmp_path):
     factory, channels = FAMILIES[family]
     model = quantize_int8(factory())
@@ -112,6 +106,14 @@ def test_a_quantized_model_round_trips_through_keras_with_safe_mode(family, tmp_
     assert sorted(w.path for w in loaded.weights if w.dtype == "int8") == sorted(
         w.path for w in model.weights if w.dtype == "int8")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(images)), expected)
+
+
+def test_a_config_naming_layers_the_architecture_lacks_is_refused():
+    config = quantize_int8(classifier()).get_config()
+    assert config["quantized_layers"]["predictions"]["mode"] == "int8"
+    config["quantized_layers"]["stage9_block1/attention/qkv"] = {"mode": "int8", "config": None}
+    with pytest.raises(ValueError, match=r"names layers that .* does not have: \['stage9_block1/attention/qkv'\]"):
+        keras_swin.SwinTransformer.from_config(config)
 
 
 def test_a_quantized_classifier_exports_to_a_saved_model(tmp_path):
@@ -140,13 +142,11 @@ def test_a_quantized_classifier_exports_to_onnx_with_int8_kernels(tmp_path):
         np.testing.assert_allclose(found["probabilities"], keras.ops.convert_to_numpy(model(images)), atol=1e-5)
 
 
-def test_openvino_and_tflite_refuse_a_quantized_model_before_writing(tmp_path, monkeypatch):
+def test_openvino_and_tflite_refuse_a_quantized_model_before_writing(tmp_path):
     model = quantize_int8(classifier())
     with pytest.raises(ValueError, match=r"OpenVINO export cannot take a quantized model.*nncf"):
         export.to_openvino(model, tmp_path / "int8.xml")
-    # A quantized .keras file does not load yet (the xfail above): the CLI is given the model.
-    (tmp_path / "int8.keras").write_bytes(b"")
-    monkeypatch.setattr(export, "load_model_file", lambda path: model)
+    model.save(tmp_path / "int8.keras")
     for fmt, refused in (("openvino", "openvino"), ("tflite", "tflite"), ("all", "tflite")):
         result = cli("export", tmp_path / "int8.keras", "--format", fmt, "--output", tmp_path / "out")
         assert result.returncode == 2, result

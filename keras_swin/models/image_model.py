@@ -112,6 +112,56 @@ def _data_shape(x):
     return tuple(spec.shape) if hasattr(spec, "shape") else None
 
 
+def own_leaf_layers(model, prefix=""):
+    """`(path, layer)` for the leaf layers of `model`, paths made of layer names joined by "/"
+    (unique where names repeat inside blocks). A nested model (UPerNet's backbone) is left out:
+    its own config records its own layers."""
+    for layer in model._flatten_layers(include_self=False, recursive=False):
+        if isinstance(layer, keras.Model):
+            continue
+        path = f"{prefix}{layer.name}"
+        if any(True for _ in layer._flatten_layers(include_self=False, recursive=False)):
+            yield from own_leaf_layers(layer, path + "/")
+        else:
+            yield path, layer
+
+
+def quantized_layers(model):
+    """`{path: {"mode", "config"}}` for the layers of `model` that `model.quantize(...)` changed.
+
+    A keras_swin model is rebuilt from its constructor arguments, which build float layers; this
+    record lets `from_config` quantize the same layers again before the saved int8 weights load
+    (a plain functional Keras model gets the same from each layer's serialized dtype policy)."""
+    found = {}
+    for path, layer in own_leaf_layers(model):
+        mode = getattr(layer, "quantization_mode", None)
+        if mode:
+            config = getattr(layer, "quantization_config", None)
+            found[path] = {"mode": mode,
+                           "config": None if config is None else keras.saving.serialize_keras_object(config)}
+    return found
+
+
+def requantize(model, quantized):
+    """Quantizes the layers named in `quantized` (from `quantized_layers`), as
+    `model.quantize(...)` did to the model that was saved; a ValueError names a path this
+    architecture does not have (a file edited by hand, or from another architecture)."""
+    if not isinstance(quantized, dict):
+        raise ValueError(f"`quantized_layers` must be a dict of layer path -> {{'mode', 'config'}}; received "
+                         f"{type(quantized).__name__}.")
+    layers = dict(own_leaf_layers(model))
+    missing = sorted(set(quantized) - set(layers))
+    if missing:
+        raise ValueError(f"`quantized_layers` names layers that {model.name} does not have: {missing[:5]}"
+                         f"{' ...' if len(missing) > 5 else ''}; expected paths such as {sorted(layers)[:3]}.")
+    for path, entry in quantized.items():
+        config = entry.get("config")
+        config = None if config is None else keras.saving.deserialize_keras_object(config)
+        layers[path].quantize(entry["mode"], type_check=False, config=config)
+    # As keras.Model.quantize does: the compiled step functions are stale.
+    model.train_function = model.test_function = model.predict_function = None
+
+
 class ImageModel(keras.Model):
     """A functional model over images `(batch, height, width, input_channels)` that refuses
     anything else with a ValueError, in `__call__`, `predict`, `fit` and `evaluate`.
@@ -162,12 +212,21 @@ class ImageModel(keras.Model):
 
     def get_config(self):
         # The arguments every keras_swin model takes; each family adds its own.
-        return {
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
+        quantized = quantized_layers(self)
+        if quantized:
+            config["quantized_layers"] = quantized
+        return config
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        quantized = config.pop("quantized_layers", None)
+        model = cls(**config)
+        if quantized:
+            requantize(model, quantized)
+        return model
