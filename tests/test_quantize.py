@@ -146,6 +146,8 @@ def test_openvino_and_tflite_refuse_a_quantized_model_before_writing(tmp_path):
     model = quantize_int8(classifier())
     with pytest.raises(ValueError, match=r"OpenVINO export cannot take a quantized model.*nncf"):
         export.to_openvino(model, tmp_path / "int8.xml")
+    with pytest.raises(ValueError, match=r"TFLite export cannot take a quantized model.*quantize='dynamic' or 'int8'"):
+        export.to_tflite(model, tmp_path / "int8.tflite")
     model.save(tmp_path / "int8.keras")
     for fmt, refused in (("openvino", "openvino"), ("tflite", "tflite"), ("all", "tflite")):
         result = cli("export", tmp_path / "int8.keras", "--format", fmt, "--output", tmp_path / "out")

@@ -45,6 +45,11 @@ def check_image_model(model):
         )
 
 
+def is_quantized(model):
+    """True when any layer of `model` holds quantized weights (`model.quantize(...)`)."""
+    return any(getattr(layer, "quantization_mode", None) for layer in model._flatten_layers())
+
+
 def image_channels(model):
     """The channels of `model`'s image input (3 for RGB models)."""
     return int(model.inputs[0].shape[-1])
@@ -388,6 +393,38 @@ def make_directory(directory, what):
         raise OSError(f"Cannot create the folder '{directory}' for {what}: {error.strerror or error}.") from error
     if not os.access(directory, os.W_OK | os.X_OK):
         raise OSError(f"Cannot write {what}: the folder '{directory}' is not writable.")
+
+
+def write_staged(path, write, what):
+    """Calls `write(staged)` with a new temporary name in `path`'s folder, then renames the
+    file into place: a failed or killed export never leaves a partial file at `path`, and an
+    existing file is replaced only by a complete one. Returns the absolute `path`."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise OSError(f"Cannot write {what}: '{path}' is a folder.")
+    make_directory(os.path.dirname(path), what)
+    staged = staging_path(path)
+    try:
+        write(staged)
+        os.replace(staged, path)
+    except OSError as error:
+        raise OSError(f"Writing {what} to '{path}' failed: {error.strerror or error}.") from error
+    finally:
+        if os.path.lexists(staged):
+            os.remove(staged)
+    return path
+
+
+def write_bytes(path, data, what):
+    """`data` into the file `path`, complete or not at all (`write_staged`), synced to disk."""
+
+    def write(staged):
+        with open(staged, "xb") as f:  # honours the umask, unlike tempfile's 0600 files
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return write_staged(path, write, what)
 
 
 def move_into_place(staged, destination):

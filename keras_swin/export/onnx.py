@@ -20,7 +20,7 @@ import os
 import keras
 import numpy as np
 
-from keras_swin.export.common import make_directory, named_outputs, staging_path
+from keras_swin.export.common import named_outputs, write_staged
 
 ONNX_OPSET = 17  # LayerNormalization is in the standard domain from 17; TensorRT 8.6+ takes it.
 ONNX_EXTRA = "onnx"
@@ -43,11 +43,6 @@ def require_extra(packages, extra, what):
             f"{what} needs the `{extra}` extra, which is not installed (missing: {', '.join(missing)}). "
             f"Install it with: pip install 'keras-swin[{extra}]'"
         )
-
-
-def is_quantized(model):
-    """True when any layer of `model` holds quantized weights (`model.quantize(...)`)."""
-    return any(getattr(layer, "quantization_mode", None) for layer in model._flatten_layers())
 
 
 def check_exportable(model, what):
@@ -126,24 +121,6 @@ def output_names(model):
     return sorted(outputs(probe))
 
 
-def write_export(path, write, what):
-    """Calls `write(staged)` with a temporary path in `path`'s folder, then renames the file
-    into place: a failed or killed export never leaves a file at `path` (and an existing
-    one is replaced only by a complete one)."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise OSError(f"Cannot write {what}: '{path}' is a folder.")
-    make_directory(os.path.dirname(path), what)
-    staged = staging_path(path)
-    try:
-        write(staged)
-        os.replace(staged, path)
-    finally:
-        if os.path.lexists(staged):
-            os.remove(staged)
-    return path
-
-
 def nonstandard_nodes(proto):
     """`[(domain, op_type)]` of the nodes (subgraphs included) outside the standard ONNX domain."""
     found, graphs = set(), [proto.graph]
@@ -217,7 +194,7 @@ def to_onnx(model, path, opset=ONNX_OPSET):
                 "Please report it."
             )
 
-    written = write_export(path, write, "the ONNX model")
+    written = write_staged(path, write, "the ONNX model")
     return os.path.getsize(written)
 
 

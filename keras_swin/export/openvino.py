@@ -11,13 +11,12 @@ import shutil
 
 import numpy as np
 
-from keras_swin.export.common import make_directory, staging_path
+from keras_swin.export.common import is_quantized, make_directory, staging_path
 from keras_swin.export.onnx import (
     INPUT_NAME,
     NamedOutputs,
     check_exportable,
     input_spec,
-    is_quantized,
     output_names,
     require_extra,
 )

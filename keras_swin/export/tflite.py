@@ -11,11 +11,11 @@ from keras_swin.export.common import (
     check_image_model,
     check_images,
     image_channels,
+    is_quantized,
     is_segmenter,
-    make_directory,
     segmentation_logits,
     serving_image_size,
-    staging_path,
+    write_bytes,
 )
 from keras_swin.export.detection import anchors_path, raw_outputs
 from keras_swin.models.retinanet import anchor_boxes, is_detector
@@ -30,28 +30,6 @@ def _representative_dataset(data):
             yield [image[None]]
 
     return generate
-
-
-def write_file(path, data, what):
-    """Writes `data` to `path` under a temporary name in the same folder, renamed into place
-    when complete: a failed or killed write never leaves a partial file at `path`, and an
-    existing file is replaced only by a complete one."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise OSError(f"Cannot write {what}: '{path}' is a folder.")
-    make_directory(os.path.dirname(path), what)
-    staged = staging_path(path)
-    try:
-        with open(staged, "xb") as f:  # honours the umask, unlike tempfile's 0600 files
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(staged, path)
-    except OSError as error:
-        raise OSError(f"Writing {what} to '{path}' failed: {error.strerror or error}.") from error
-    finally:
-        if os.path.lexists(staged):
-            os.remove(staged)
 
 
 def to_tflite(model, path, quantize=None, representative_data=None, image_size=None):
@@ -84,6 +62,11 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}; received quantize={quantize!r}.")
     check_image_model(model)
+    if is_quantized(model):
+        # Keras's int8 Dense is an int8 x int8 -> int32 matmul, which has no TFLite builtin.
+        raise ValueError(f"TFLite export cannot take a quantized model ({model.name} went through "
+                         "model.quantize): export the float model with quantize='dynamic' or 'int8', "
+                         "TFLite's own int8 (docs/deployment.md).")
     height, width = serving_image_size(model, image_size)
     channels = image_channels(model)
     calibration = None
@@ -100,7 +83,7 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
         # keras-hub's decoder has one op with no TFLite builtin (keras.ops.argmax lowers to
         # tf.BitwiseAnd), so the file holds the raw head and the anchors go beside it.
         function = tf.function(raw_outputs(model))
-        write_file(anchors_path(path), _npy(anchor_boxes(model)), "the detector's anchors")
+        write_bytes(anchors_path(path), _npy(anchor_boxes(model)), "the detector's anchors")
     concrete = function.get_concrete_function(tf.TensorSpec((None, height, width, channels), tf.float32))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -112,7 +95,7 @@ def to_tflite(model, path, quantize=None, representative_data=None, image_size=N
         converter.representative_dataset = _representative_dataset(calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     flatbuffer = converter.convert()
-    write_file(path, flatbuffer, "the TFLite model")
+    write_bytes(path, flatbuffer, "the TFLite model")
     return len(flatbuffer)
 
 
