@@ -1,3 +1,4 @@
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -5,6 +6,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -38,3 +40,27 @@ def few_digits(monkeypatch):
     from harness import use_few_digits
 
     use_few_digits(monkeypatch.setattr)
+
+
+# The digits classifier that tests/test_export.py (TFLite quantizations) and
+# tests/test_quantize.py (Keras int8) both measure: swin_nano, 12 epochs, as the demo's data.
+DIGITS_RUN = dict(model="swin_nano", epochs=12, batch_size=32, learning_rate=2e-3, warmup_epochs=1,
+                  augment="none", export=False, verbose=0)
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """`(output folder with best.keras, metrics)` of one `DIGITS_RUN`, trained once for the
+    whole suite: the first pytest worker to ask trains under a file lock, the other reads
+    its files (pytest-xdist's recipe for a session fixture shared by workers). Load a fresh
+    model from `best.keras` in each test."""
+    from keras_swin.train import TrainConfig, train
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    output = shared / "trained_digits"
+    done = output / "metrics.json"
+    with FileLock(str(shared / "trained_digits.lock")):
+        if not done.is_file():
+            train(TrainConfig(**DIGITS_RUN, output=str(output), overwrite=output.exists()))
+    return output, json.loads(done.read_text())

@@ -188,17 +188,14 @@ def test_tflite_variants_convert_with_builtins_only(tmp_path):
 
 
 @pytest.mark.slow
-def test_quantized_tflite_agrees_with_keras_on_a_trained_model(tmp_path):
+def test_quantized_tflite_agrees_with_keras_on_a_trained_model(trained_digits, tmp_path):
     import keras
 
     from keras_swin.data import classification as data_lib
-    from keras_swin.train import TrainConfig, train
 
-    config = TrainConfig(model="swin_nano", epochs=12, batch_size=32, learning_rate=2e-3, warmup_epochs=1,
-                         augment="none", export=False, verbose=0, output=str(tmp_path))
-    metrics = train(config)
+    output, metrics = trained_digits  # swin_nano, 12 epochs (tests/conftest.py)
     assert metrics["test_accuracy"] > 0.8
-    model = keras.saving.load_model(tmp_path / "best.keras", compile=False)
+    model = keras.saving.load_model(output / "best.keras", compile=False)
     splits = data_lib.load_digits(image_size=16, seed=0)
     test_images = np.stack([image for image, _ in splits.test])
     calibration = np.stack([image for image, _ in splits.train.take(100)])

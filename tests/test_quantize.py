@@ -160,16 +160,12 @@ def test_openvino_and_tflite_refuse_a_quantized_model_before_writing(tmp_path):
 # --------------------------------------------------------------------------- a trained classifier
 
 
-@pytest.fixture(scope="module")
-def trained_digits(tmp_path_factory):
-    """swin_nano trained on the digits (the demo's data) as tests/test_export.py trains it."""
+@pytest.fixture
+def digits_classifier(trained_digits):
+    """The suite's shared digits classifier (tests/conftest.py), freshly loaded, and its test split."""
     from keras_swin.data import classification as data_lib
-    from keras_swin.train import TrainConfig, train
 
-    output = tmp_path_factory.mktemp("digits")
-    config = TrainConfig(model="swin_nano", epochs=12, batch_size=32, learning_rate=2e-3, warmup_epochs=1,
-                         augment="none", export=False, verbose=0, output=str(output))
-    metrics = train(config)
+    output, metrics = trained_digits
     model = keras.saving.load_model(output / "best.keras", compile=False)
     splits = data_lib.load_digits(image_size=16, seed=0)
     images, labels = (np.stack(arrays) for arrays in zip(*((image, label) for image, label in splits.test)))
@@ -181,8 +177,8 @@ def trained_digits(tmp_path_factory):
 # strict, so the mark goes once int8 keeps the accuracy (a better-trained model, another route).
 @pytest.mark.xfail(strict=True, reason="int8 cost 0.56 points (86.67% -> 86.11%) on the 12-epoch swin_nano")
 @pytest.mark.slow
-def test_int8_keeps_the_digits_test_accuracy_within_half_a_point(trained_digits):
-    model, images, labels, metrics = trained_digits
+def test_int8_keeps_the_digits_test_accuracy_within_half_a_point(digits_classifier):
+    model, images, labels, metrics = digits_classifier
     float_accuracy = float(np.mean(model.predict(images, verbose=0).argmax(-1) == labels))
     assert float_accuracy > 0.8, metrics
     quantize_int8(model)

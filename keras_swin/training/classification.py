@@ -112,30 +112,13 @@ def train_classifier(config, strategy):
     per_class = {
         name: float(matrix[i, i] / max(1, matrix[i].sum())) for i, name in enumerate(splits.class_names)
     }
-    metrics = {
-        "task": "classification",
-        "output": config.output,
-        "model": config.model,
-        "data": config.data,
-        "test_accuracy": float(test_accuracy),
-        "test_loss": float(test_loss),
-        "per_class_accuracy": per_class,
-        "train_seconds": round(fit.train_seconds, 1),
-        "timed_epochs": fit.timed_epochs,
-        "epochs": config.epochs,
-        "parameters": int(best.count_params()),
-        "skipped_files": splits.skipped_files,
-        "class_names": splits.class_names,
-    }
+    results = {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss), "per_class_accuracy": per_class}
+    metrics = recipe.run_metrics("classification", config, fit, best, splits.class_names, results,
+                                 skipped_files=splits.skipped_files)
     recipe.plot_curves(recipe.history_from_csv(fit.history_path), os.path.join(output, "training_curves.png"),
                        "accuracy", ("accuracy", "val_accuracy"))
     _plot_confusion(matrix, splits.class_names, os.path.join(output, "confusion_matrix.png"))
 
     # `keras-swin export` reads the class names from here (the export in a subprocess too).
     outputs.write_json(os.path.join(output, "class_names.json"), splits.class_names)
-    if config.export:
-        metrics["tflite_bytes"] = recipe.export_outputs(best, fit.best_path, output, config.model, config.version,
-                                                        class_names=splits.class_names)
-    # Last: a run with a metrics.json is complete, exports included.
-    outputs.write_json(os.path.join(output, "metrics.json"), metrics)
-    return metrics
+    return recipe.finish_run(best, fit, output, config, metrics, class_names=splits.class_names)

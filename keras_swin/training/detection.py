@@ -289,21 +289,8 @@ def train_detection(config, strategy):
     detections = detect(best, test_images)
     coco = coco_metrics(test_boxes, test_labels, detections, splits.class_names, (size, size))
     summary = coco.pop("summary")
-    metrics = {
-        "task": "detection",
-        "output": config.output,
-        "model": config.model,
-        "data": config.data,
-        **coco,
-        "train_seconds": round(fit.train_seconds, 1),
-        "timed_epochs": fit.timed_epochs,
-        "epochs": config.epochs,
-        "parameters": int(best.count_params()),
-        "class_names": splits.class_names,
-        "image_size": size,
-        "test_images": int(len(test_images)),
-        "clipped_boxes": splits.clipped_boxes,
-    }
+    metrics = recipe.run_metrics("detection", config, fit, best, splits.class_names, coco, image_size=size,
+                                 test_images=int(len(test_images)), clipped_boxes=splits.clipped_boxes)
     output = os.path.abspath(config.output)
     recipe.plot_curves(recipe.history_from_csv(fit.history_path), os.path.join(output, "training_curves.png"),
                        "validation COCO AP", ("val_ap", "val_ap50"))
@@ -311,9 +298,5 @@ def train_detection(config, strategy):
                      os.path.join(output, "predictions.png"))
     print(summary, end="", flush=True)
     outputs.write_json(os.path.join(output, "class_names.json"), splits.class_names)
-    if config.export:
-        metrics["tflite_bytes"] = recipe.export_outputs(best, fit.best_path, output, config.model, config.version,
-                                                        image_size=(size, size), class_names=splits.class_names)
-    # Last: a run with a metrics.json is complete, exports included.
-    outputs.write_json(os.path.join(output, "metrics.json"), metrics)
-    return metrics
+    return recipe.finish_run(best, fit, output, config, metrics, image_size=(size, size),
+                             class_names=splits.class_names)

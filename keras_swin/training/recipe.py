@@ -383,24 +383,55 @@ def history_from_csv(path):
     return history
 
 
+# `export_outputs` itself, in a TensorFlow-backend process (the backend is fixed at import),
+# for a run trained on another backend.
+_EXPORT_IN_TENSORFLOW = """
+import json, sys
+from keras_swin import export
+from keras_swin.training.recipe import export_outputs
+arguments = json.loads(sys.argv[1])
+model = export.load_model_file(arguments.pop("best_path"))
+export_outputs(model, None, **{**arguments, "image_size": arguments["image_size"] and tuple(arguments["image_size"])})
+"""
+
+
 def export_outputs(model, best_path, output, name, version, image_size=None, class_names=None):
     """Writes the SavedModel (`serving/<name>/<version>/`) and `<name>.tflite` of a trained
     model; returns the TFLite size in bytes. Export is a TensorFlow step: on another
-    backend it runs `keras-swin export` on `best_path` in a TensorFlow-backend subprocess."""
+    backend the same two exports run on `best_path` in a TensorFlow-backend subprocess."""
     tflite_path = os.path.join(output, f"{name}.tflite")
     if keras.backend.backend() == "tensorflow":
         export.to_saved_model(model, os.path.join(output, "serving"), name=name, version=version,
                               class_names=class_names, image_size=image_size)
         return export.to_tflite(model, tflite_path, image_size=image_size)
-    command = [sys.executable, "-m", "keras_swin.cli", "export", best_path, "--format", "all",
-               "--output", output, "--name", name, "--version", str(version)]
-    if image_size:
-        command += ["--image-size", str(image_size[0])]
+    arguments = dict(best_path=best_path, output=output, name=name, version=version,
+                     image_size=list(image_size) if image_size else None, class_names=class_names)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = subprocess.run([sys.executable, "-c", _EXPORT_IN_TENSORFLOW, json.dumps(arguments)],
+                            capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise OSError(f"Export (TensorFlow backend, in a subprocess) failed: {result.stderr[-2000:]}")
     return os.path.getsize(tflite_path)
+
+
+def run_metrics(task, config, fit, model, class_names, results, **details):
+    """The metrics.json of a run, the same header for every task: what ran (task, output,
+    model, data), the task's `results`, how long and how big, the class names, then the
+    task's `details`."""
+    return {"task": task, "output": config.output, "model": config.model, "data": config.data, **results,
+            "train_seconds": round(fit.train_seconds, 1), "timed_epochs": fit.timed_epochs,
+            "epochs": config.epochs, "parameters": int(model.count_params()), "class_names": class_names,
+            **details}
+
+
+def finish_run(model, fit, output, config, metrics, **export_kwargs):
+    """The end of every task's run: the exports (unless --no-export), then metrics.json, last,
+    so that a run with a metrics.json is complete, exports included. Returns `metrics`."""
+    if config.export:
+        metrics["tflite_bytes"] = export_outputs(model, fit.best_path, output, config.model, config.version,
+                                                 **export_kwargs)
+    outputs.write_json(os.path.join(output, "metrics.json"), metrics)
+    return metrics
 
 
 @dataclasses.dataclass

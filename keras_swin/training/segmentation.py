@@ -16,7 +16,7 @@ from keras_swin.data.segmentation import IGNORE_INDEX
 from keras_swin.models.swin import SwinTransformer
 from keras_swin.models.swin_unetr import SwinUNETR
 from keras_swin.models.upernet import UPerNet, build_upernet
-from keras_swin.training import outputs, recipe
+from keras_swin.training import recipe
 
 AUXILIARY_WEIGHT = 0.4
 # A fixed palette: background black, then distinct colours (repeating after 20 classes).
@@ -215,27 +215,11 @@ def train_segmentation(config, strategy):
     test_images, test_masks = splits.test
     predictions = predict_masks(best, test_images)
     matrix = confusion_matrix(test_masks, predictions, num_classes)
-    metrics = {
-        "task": "segmentation",
-        "output": config.output,
-        "model": config.model,
-        "data": config.data,
-        **iou_metrics(matrix, splits.class_names),
-        "train_seconds": round(fit.train_seconds, 1),
-        "timed_epochs": fit.timed_epochs,
-        "epochs": config.epochs,
-        "parameters": int(best.count_params()),
-        "class_names": splits.class_names,
-        "test_images": int(len(test_images)),
-    }
+    metrics = recipe.run_metrics("segmentation", config, fit, best, splits.class_names,
+                                 iou_metrics(matrix, splits.class_names), test_images=int(len(test_images)))
     output = os.path.abspath(config.output)
     recipe.plot_curves(recipe.history_from_csv(fit.history_path), os.path.join(output, "training_curves.png"),
                        "mean IoU", ("mean_iou", "val_mean_iou", "logits_mean_iou", "val_logits_mean_iou"))
     plot_predictions(test_images, test_masks, predictions, splits.class_names,
                      os.path.join(output, "predictions.png"))
-    if config.export:
-        metrics["tflite_bytes"] = recipe.export_outputs(best, fit.best_path, output, config.model, config.version,
-                                                        image_size=(size, size))
-    # Last: a run with a metrics.json is complete, exports included.
-    outputs.write_json(os.path.join(output, "metrics.json"), metrics)
-    return metrics
+    return recipe.finish_run(best, fit, output, config, metrics, image_size=(size, size))
