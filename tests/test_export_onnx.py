@@ -26,7 +26,7 @@ TOLERANCE = 1e-4
 
 def _classifier():
     model = keras_swin.SwinTransformer(
-        embed_dim=16, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=4, include_top=True, classes=6,
+        embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, include_top=True, classes=6,
         drop_path_rate=0.0,
     )
     head = model.get_layer("predictions")
@@ -42,7 +42,7 @@ def _classifier():
 
 def _backbone():
     model = keras_swin.SwinTransformer(
-        embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2), window_size=4, pyramid_norm=True,
+        embed_dim=8, depths=(2, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=4, pyramid_norm=True,
         drop_path_rate=0.0,
     )
     extractor = keras.Model(model.input, {"features": model.output, **model.pyramid_outputs})
