@@ -7,12 +7,11 @@ import os
 import re
 import socket
 import subprocess
-import sys
 
 import keras
 import pytest
 
-from harness import REPO_ROOT
+from harness import cli_process
 from keras_swin.training import multiworker
 from keras_swin.train import TrainConfig, train
 
@@ -43,14 +42,13 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
         scratch = tmp_path / f"tmp{worker}"
         scratch.mkdir()
         env = {
-            **os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(scratch),
+            "KERAS_BACKEND": "jax", "PYTHONUNBUFFERED": "1", "TMPDIR": str(scratch),
             "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
             "KERAS_DISTRIBUTION_PROCESS_ID": str(worker),
         }
-        processes.append(subprocess.Popen(
-            [sys.executable, "-u", "-m", "keras_swin.cli", "train", *TINY, "--output", str(out)],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        # On part of the digits (harness.use_few_digits): the test is about the workers' steps.
+        processes.append(cli_process("train", *TINY, "--output", out, few_digits=True, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
     try:
         for process in processes:
