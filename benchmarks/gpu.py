@@ -249,6 +249,46 @@ def run_task(task, timeout):
     return {"error": process.stderr[-2500:]}
 
 
+def run_worker_group(tasks):
+    """In a worker process: each of `tasks` ({name: task}, one worker kind) in turn, printing a
+    RESULT line `{"name", "result"}` for each; a task that raises gives `{"error": ...}`."""
+    import traceback
+
+    for name, task in tasks.items():
+        if task["worker"] == "keras":  # what a keras task may have set for itself
+            import jax
+            import keras
+
+            keras.config.set_dtype_policy("float32")
+            jax.config.update("jax_default_matmul_precision", None)
+        try:
+            result = WORKERS[task["worker"]](task)
+        except Exception:  # noqa: BLE001  (the driver reports it as the row's error)
+            result = {"error": traceback.format_exc()[-2500:]}
+        print("RESULT " + json.dumps({"name": name, "result": result}), flush=True)
+
+
+def run_grouped(tasks, timeout):
+    """--tiny (the script's test on a CPU): the tasks of each worker kind in one fresh process,
+    the torch ones first (they save the parity weights), since starting nine processes would be
+    most of the test's time. The same worker functions run as in the one-process-per-row GPU run."""
+    results = {}
+    for kind in ("torch", "keras"):
+        group = {name: task for name, task in tasks.items() if task["worker"] == kind}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
+        if kind == "keras":
+            env.update(KERAS_BACKEND="jax", XLA_PYTHON_CLIENT_PREALLOCATE="false")
+        process = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker-group", json.dumps(group)],
+                                 capture_output=True, text=True, timeout=timeout * len(group), env=env, cwd=REPO_ROOT)
+        for line in process.stdout.splitlines():
+            if line.startswith("RESULT "):
+                row = json.loads(line[len("RESULT "):])
+                results[row["name"]] = row["result"]
+        for name in group:
+            results.setdefault(name, {"error": process.stderr[-2500:] or "no result"})
+    return {name: results[name] for name in tasks}
+
+
 def plan(sizes, weights_path, compiled, dump_after=None):
     tasks = {
         "timm save": dict(worker="torch", kind="save", path=weights_path),
@@ -316,6 +356,7 @@ def table(results, sizes):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-group", help=argparse.SUPPRESS)
     parser.add_argument("--tiny", action="store_true", help="small model and batches (tests the script on a CPU)")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile row")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per measurement")
@@ -329,13 +370,20 @@ def main(argv=None):
             faulthandler.dump_traceback_later(task["dump_after"], exit=False)
         print("RESULT " + json.dumps(WORKERS[task["worker"]](task)), flush=True)
         return None
+    if args.worker_group:
+        run_worker_group(json.loads(args.worker_group))
+        return None
     sizes = "tiny" if args.tiny else "full"
     os.makedirs(args.output, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "timm_swin_t.safetensors")
-        for name, task in plan(sizes, weights, not args.no_compile, dump_after=max(args.timeout - 15, 1)).items():
-            results[name] = run_task(task, args.timeout)
+        tasks = plan(sizes, weights, not args.no_compile, dump_after=max(args.timeout - 15, 1))
+        if args.tiny:
+            results = run_grouped(tasks, args.timeout)
+        for name, task in tasks.items():
+            if not args.tiny:
+                results[name] = run_task(task, args.timeout)
             print(f"{name}: {json.dumps(results[name])[:300]}", flush=True)
             with open(os.path.join(args.output, "gpu.json"), "w") as f:
                 json.dump(results, f, indent=1)
