@@ -14,7 +14,7 @@ from keras_swin import export
 from keras_swin.models.swin_unetr import SwinUNETR
 from keras_swin.data import segmentation as segmentation_data
 from keras_swin.train import TrainConfig, train
-from keras_swin.training.segmentation import confusion_matrix, iou_metrics
+from keras_swin.training.segmentation import DiceCrossEntropy, confusion_matrix, iou_metrics
 
 NANO = dict(task="segmentation", model="upernet_swin_nano", batch_size=16, jit_compile=False, verbose=0)
 
@@ -227,3 +227,29 @@ def _folder_with(tmp_path, change):
 def test_bad_folders_exit_nonzero_naming_the_file(tmp_path, change, message):
     result = _folder_with(tmp_path, change)
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+
+
+def test_dice_cross_entropy_equals_monai_and_ignores_the_ignored_pixels():
+    import torch
+    from monai.losses import DiceCELoss
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (3, 9, 7, 4)).astype("float32")
+    labels = rng.integers(0, 4, (3, 9, 7))
+    labels[1] = 0  # an image without some classes: Dice's smoothing decides those terms
+    ours = float(DiceCrossEntropy()(labels, logits))
+    reference = DiceCELoss(to_onehot_y=True, softmax=True)(
+        torch.from_numpy(logits.transpose(0, 3, 1, 2)), torch.from_numpy(labels[:, None]))
+    np.testing.assert_allclose(ours, float(reference), rtol=1e-5)
+    # Pixels labelled 255 count in neither term, whatever their logits.
+    ignored = labels.copy()
+    ignored[:, :2] = 255
+    changed = logits.copy()
+    changed[:, :2] = rng.normal(0, 5, changed[:, :2].shape)
+    loss = DiceCrossEntropy()
+    np.testing.assert_allclose(float(loss(ignored, logits)), float(loss(ignored, changed)), rtol=1e-6)
+    assert abs(float(loss(ignored, logits)) - ours) > 1e-3
+    # Masks with a channel axis too; the config round-trips.
+    np.testing.assert_allclose(float(loss(labels[..., None], logits)), ours, rtol=1e-6)
+    restored = DiceCrossEntropy.from_config(DiceCrossEntropy(smooth=1e-3).get_config())
+    assert (restored.smooth, restored.ignore_class) == (1e-3, 255)
