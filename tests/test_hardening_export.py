@@ -418,9 +418,9 @@ def test_decoding_reads_every_format_and_checks_the_size_after_decoding_too(monk
                                                                  r"over the 850 pixels"):
             export.decode_images(tf.constant([data]), (23, 37), max_pixels=23 * 37 - 1)
     # With no size in the header (as for JPEG XL), the decoded size is checked before any float cast.
-    from keras_swin.export import common
+    from keras_swin.export import decoding
 
-    monkeypatch.setattr(common, "_header_size", lambda *args: (tf.constant(0, tf.int64), tf.constant(0, tf.int64)))
+    monkeypatch.setattr(decoding, "_header_size", lambda *args: (tf.constant(0, tf.int64), tf.constant(0, tf.int64)))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[1\] is a 40x40 image \(1600 pixels\)"):
         export.decode_images(tf.constant([_png(8, 8), _png(40, 40)]), (16, 16), max_pixels=1000)
 

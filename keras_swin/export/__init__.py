@@ -8,7 +8,6 @@ from keras_swin.export.common import (
     MAX_IMAGE_SIZE,
     check_image_model,
     check_images,
-    decode_images,
     is_detector,
     is_quantized,
     is_segmenter,
@@ -16,6 +15,7 @@ from keras_swin.export.common import (
     segmentation_logits,
     serving_image_size,
 )
+from keras_swin.export.decoding import decode_images
 from keras_swin.export.files import class_names_beside, load_images_file, load_model_file
 from keras_swin.export.onnx import (
     ONNX_EXTRA,

@@ -12,7 +12,6 @@ from keras_swin.export.common import (
     check_image_model,
     check_int,
     check_serving_images,
-    decode_images,
     image_channels,
     is_segmenter,
     make_directory,
@@ -22,6 +21,7 @@ from keras_swin.export.common import (
     serving_image_size,
     staging_path,
 )
+from keras_swin.export.decoding import decode_images
 from keras_swin.models.retinanet import is_detector
 
 IMAGE_SIGNATURE = "serving_default"
