@@ -231,11 +231,17 @@ WORKERS = {"torch": worker_torch, "keras": worker_keras}
 # --------------------------------------------------------------------------- driver
 
 
+def _worker_env(worker):
+    """The environment of a worker process: the source on the path; keras_swin on JAX."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
+    if worker == "keras":
+        env.update(KERAS_BACKEND="jax", XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    return env
+
+
 def run_task(task, timeout):
     """One task in a fresh process; its result dict, or `{"error": ...}`."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
-    if task["worker"] == "keras":
-        env.update(KERAS_BACKEND="jax", XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    env = _worker_env(task["worker"])
     start = time.perf_counter()
     try:
         process = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(task)],
@@ -275,11 +281,9 @@ def run_grouped(tasks, timeout):
     results = {}
     for kind in ("torch", "keras"):
         group = {name: task for name, task in tasks.items() if task["worker"] == kind}
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
-        if kind == "keras":
-            env.update(KERAS_BACKEND="jax", XLA_PYTHON_CLIENT_PREALLOCATE="false")
         process = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker-group", json.dumps(group)],
-                                 capture_output=True, text=True, timeout=timeout * len(group), env=env, cwd=REPO_ROOT)
+                                 capture_output=True, text=True, timeout=timeout * len(group), env=_worker_env(kind),
+                                 cwd=REPO_ROOT)
         for line in process.stdout.splitlines():
             if line.startswith("RESULT "):
                 row = json.loads(line[len("RESULT "):])
