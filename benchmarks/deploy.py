@@ -3,7 +3,8 @@
 SwinT at 224², batch 1 and 16, float32 unless marked:
 - keras_swin `predict` (its default path: XLA on a CPU in float32), and after
   `model.quantize("int8")`;
-- keras_swin's ONNX file (`keras_swin.export.to_onnx`) in ONNX Runtime;
+- keras_swin's ONNX files (`keras_swin.export.to_onnx`) in ONNX Runtime: the default one for
+  every size, and one fixed at 224² (`image_size=224`, batch dynamic, as Hugging Face's);
 - keras_swin's OpenVINO IR (`keras_swin.export.to_openvino`) on OpenVINO's CPU plugin, in f32;
 - Hugging Face `SwinForImageClassification` (the swin-tiny configuration, random weights,
   built locally) in PyTorch eager;
@@ -40,12 +41,13 @@ TINY = dict(embed_dim=16, depths=[2, 2], num_heads=[1, 2], window_size=4)
 ROUTES = (
     ("keras fp32", "keras_swin `predict` fp32"),
     ("keras int8", "keras_swin `predict` int8 (`model.quantize`)"),
-    ("ours onnx", "keras_swin ONNX in ONNX Runtime"),
+    ("ours onnx", "keras_swin ONNX (any size) in ONNX Runtime"),
+    ("ours onnx fixed", "keras_swin ONNX (fixed at 224², `image_size=224`) in ONNX Runtime"),
     ("ours openvino", "keras_swin OpenVINO IR (f32)"),
     ("hf eager", "Hugging Face PyTorch eager"),
     ("hf onnx", "Hugging Face `torch.onnx` in ONNX Runtime"),
 )
-OURS = ("keras fp32", "keras int8", "ours onnx", "ours openvino")
+OURS = ("keras fp32", "keras int8", "ours onnx", "ours onnx fixed", "ours openvino")
 
 
 # --------------------------------------------------------------------------- workers (fresh processes)
@@ -96,6 +98,9 @@ def worker_prepare(task):
     onnx_path, xml_path = os.path.join(tmp, "swin_t.onnx"), os.path.join(tmp, "swin_t.xml")
     result = {"onnx_mb": export.to_onnx(model, onnx_path) / 1e6, "openvino_mb": export.to_openvino(model, xml_path) / 1e6}
     result["onnx_diff"] = export.compare_outputs(model, export.run_onnx(onnx_path, images), images)["max_abs_diff"]
+    fixed_path = os.path.join(tmp, "swin_t_fixed.onnx")
+    result["onnx_fixed_mb"] = export.to_onnx(model, fixed_path, image_size=size) / 1e6
+    result["onnx_fixed_diff"] = export.compare_outputs(model, export.run_onnx(fixed_path, images), images)["max_abs_diff"]
     result["openvino_diff"] = export.compare_outputs(model, export.run_openvino(xml_path, images), images)["max_abs_diff"]
     keras_path = os.path.join(tmp, "fp32.keras")
     model.save(keras_path)
@@ -216,6 +221,8 @@ def tasks(tmp, size, config, iterations, batches):
             f"keras int8 b{batch}": dict(run, worker="keras", quantize="int8"),
             f"ours onnx b{batch}": dict(run, worker="onnxruntime", path=os.path.join(tmp, "swin_t.onnx"),
                                         layout="nhwc"),
+            f"ours onnx fixed b{batch}": dict(run, worker="onnxruntime", layout="nhwc",
+                                              path=os.path.join(tmp, "swin_t_fixed.onnx")),
             f"ours openvino b{batch}": dict(run, worker="openvino", path=os.path.join(tmp, "swin_t.xml"),
                                             precision="f32"),
             f"hf eager b{batch}": dict(run, worker="hf_eager"),
@@ -291,6 +298,7 @@ def deploy_section(machine, results, prepared, rounds, batches, note=""):
         lines.append(f"| {label} | {' | '.join(cells)} |")
     lines.append("")
     onnx_vs = [_ratio(results, f"ours onnx b{b}", f"hf onnx b{b}") for b in batches]
+    fixed_vs = [_ratio(results, f"ours onnx fixed b{b}", f"hf onnx b{b}") for b in batches]
     fastest = []
     for batch in batches:
         rates = {route: results[f"{route} b{batch}"]["images_per_second"] for route in OURS
@@ -303,14 +311,17 @@ def deploy_section(machine, results, prepared, rounds, batches, note=""):
 
     labels = dict(ROUTES)
     lines += [
-        "Goals: our ONNX in ONNX Runtime >= 1.0x Hugging Face's ONNX in ONNX Runtime: "
-        + ", ".join(f"batch {b} {verdict(v, 1.0)}" for b, v in zip(batches, onnx_vs)) + ".",
+        "Goals: our ONNX in ONNX Runtime >= 1.0x Hugging Face's ONNX in ONNX Runtime: fixed at 224² like "
+        + "Hugging Face's, " + ", ".join(f"batch {b} {verdict(v, 1.0)}" for b, v in zip(batches, fixed_vs))
+        + "; the file for every size, " + ", ".join(f"batch {b} {verdict(v, 1.0)}" for b, v in zip(batches, onnx_vs))
+        + ".",
         "Fastest keras_swin route >= 1.5x PyTorch eager: "
         + ", ".join(f"batch {b} {labels.get(best, 'n/a')} {verdict(v, 1.5)}" for b, best, v in fastest) + ".",
         "",
         "Files and agreement (2 random images at 224²; max abs diff of the logits and probabilities):",
         f"keras_swin ONNX {prepared['onnx_mb']:.1f} MB (opset 17, batch/H/W dynamic), {prepared['onnx_diff']:.1e} "
-        f"against Keras; OpenVINO IR {prepared['openvino_mb']:.1f} MB, {prepared['openvino_diff']:.1e}; Hugging Face "
+        f"against Keras; fixed at 224² {prepared['onnx_fixed_mb']:.1f} MB, {prepared['onnx_fixed_diff']:.1e}; "
+        f"OpenVINO IR {prepared['openvino_mb']:.1f} MB, {prepared['openvino_diff']:.1e}; Hugging Face "
         f"ONNX {prepared['hf_onnx_mb']:.1f} MB (H and W fixed at 224 by tracing), {prepared['hf_onnx_diff']:.1e} "
         "against PyTorch. `.keras` files: float32 "
         f"{prepared['keras_mb']:.1f} MB, int8 {prepared['int8_keras_mb']:.1f} MB; the int8 logits are off by "

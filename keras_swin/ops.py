@@ -240,6 +240,27 @@ def _static_shifted_window_mask(height, width, window_h, window_w, shift_h, shif
     return _read_only(np.where(different, MASK_VALUE, 0.0).astype(np.float32))
 
 
+def constant_window(height, width, window_size, shift_size):
+    """The window and shift of a block that keeps them on every map (mmseg's rule, a
+    `SwinBlock(always_partition=True)`): the given ints when the map size is static, else
+    the same values as scalar int tensors of the runtime size.
+
+    Why tensors: OpenVINO's CPU plugin (2026.4) mis-infers the shapes of a dynamic-size graph
+    in which a block after a patch merging partitions by a constant window; the block's
+    residual Add then fails at every batch ("Eltwise shape infer input shapes dim index: 0
+    mismatch"). With the window a value of the runtime size, as `effective_window` gives it,
+    the same model runs (tests/test_export_onnx.py, UPerNet). The condition below always holds;
+    it only ties the values to the runtime shape.
+
+    Returns:
+        `(window, shift)`.
+    """
+    if is_static(height, width):
+        return window_size, shift_size
+    any_size = ops.minimum(height, width) >= 0
+    return ops.where(any_size, window_size, 0), ops.where(any_size, shift_size, 0)
+
+
 def effective_window(height, width, window_size, shift_size):
     """The window and shift a block uses on an `height x width` map.
 

@@ -43,8 +43,10 @@ def few_digits(monkeypatch):
 
 
 # The digits classifier that tests/test_export.py (TFLite quantizations) and
-# tests/test_quantize.py (Keras int8) both measure: swin_nano, 12 epochs, as the demo's data.
-DIGITS_RUN = dict(model="swin_nano", epochs=12, batch_size=32, learning_rate=2e-3, warmup_epochs=1,
+# tests/test_quantize.py (Keras int8) both measure: swin_nano, 12 epochs, as the demo's data. The
+# learning rate chosen on validation accuracy (2026-12-02, 2-core AMD EPYC, AVX2): 4e-3 0.900,
+# 8e-3 0.950 (test 92.5%; 2e-3 had given 86.7% on test).
+DIGITS_RUN = dict(model="swin_nano", epochs=12, batch_size=32, learning_rate=8e-3, warmup_epochs=1,
                   augment="none", export=False, verbose=0)
 
 

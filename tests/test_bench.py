@@ -251,17 +251,19 @@ def test_deploy_section_on_made_up_figures():
 
     tasks = deploy.tasks("/tmp", 224, deploy.SWIN_T, 1, (1, 16))
     assert {task["worker"] for task in tasks.values()} <= set(deploy.WORKERS)
-    rates = {"keras fp32": 20.0, "keras int8": 15.0, "ours onnx": 30.0, "ours openvino": 40.0, "hf eager": 10.0,
-             "hf onnx": 25.0}
+    rates = {"keras fp32": 20.0, "keras int8": 15.0, "ours onnx": 20.0, "ours onnx fixed": 30.0, "ours openvino": 40.0,
+             "hf eager": 10.0, "hf onnx": 25.0}
     results = {name: row(rates[name.rsplit(" ", 1)[0]]) for name in tasks}
     results["keras int8 b16"] = {"error": "boom"}
     prepared = dict(onnx_mb=114.0, openvino_mb=114.0, hf_onnx_mb=115.0, keras_mb=114.5, int8_keras_mb=30.0,
-                    onnx_diff=1e-6, openvino_diff=2e-6, hf_onnx_diff=3e-6, int8_relative_error=0.01)
+                    onnx_diff=1e-6, openvino_diff=2e-6, hf_onnx_diff=3e-6, int8_relative_error=0.01,
+                    onnx_fixed_mb=113.0, onnx_fixed_diff=1e-6)
     text = deploy.deploy_section("a CPU", results, prepared, 3, (1, 16), note="Shared machine.")
     lines = text.splitlines()
     assert (lines[0], lines[-1]) == (deploy.DEPLOY_START, deploy.DEPLOY_END) and "Shared machine." in lines
     assert "| keras_swin OpenVINO IR (f32) | 40.00 | 4.00x | 40.00 | 4.00x |" in lines
     assert "| keras_swin `predict` int8 (`model.quantize`) | 15.00 | 1.50x | fails |  |" in lines
-    assert "ONNX Runtime: batch 1 1.20x (met), batch 16 1.20x (met)." in text
+    assert ("ONNX Runtime: fixed at 224² like Hugging Face's, batch 1 1.20x (met), batch 16 1.20x (met); the file "
+            "for every size, batch 1 0.80x (not met), batch 16 0.80x (not met).") in text
     assert "PyTorch eager: batch 1 keras_swin OpenVINO IR (f32) 4.00x (met)" in text
     assert "Failed: keras int8 b16: boom" in text

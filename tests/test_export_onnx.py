@@ -138,18 +138,7 @@ def test_onnx_runs_like_keras_at_two_sizes_from_one_file(exported, kind):
                        f"{kind} ONNX {size}")
 
 
-# Not met: OpenVINO's CPU plugin (2026.4.1, f32, EXECUTION_MODE_HINT ACCURACY too) gives SwinUNETR's
-# logits up to 1.5e-4 from Keras at 40x72 (32 of 17,280 values over 1e-4; ONNX Runtime is within
-# 1e-4 on the same model). Strict: the test fails once OpenVINO agrees, so the mark is removed then.
-# Not working: UPerNet's IR converts but fails to run at batch 2 in the CPU plugin ("[CPU] Add node
-# ... Eltwise shape infer input shapes dim index: 0 mismatch"), as a fixed-size SwinT's did.
-OPENVINO_NOT_MET = {"swin_unetr": "OpenVINO f32: SwinUNETR logits 1.5e-4 from Keras at 40x72",
-                    "upernet": "OpenVINO CPU plugin: Eltwise shape inference fails at batch 2"}
-OPENVINO_KINDS = [pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=OPENVINO_NOT_MET[kind]))
-                  if kind in OPENVINO_NOT_MET else kind for kind in sorted(MODELS)]
-
-
-@pytest.mark.parametrize("kind", OPENVINO_KINDS)
+@pytest.mark.parametrize("kind", sorted(MODELS))
 def test_openvino_runs_like_keras_at_two_sizes_from_one_file(exported, kind):
     model, sizes, reference, _, xml_path = exported(kind)
     compiled = export.openvino_model(xml_path)
@@ -204,6 +193,20 @@ def test_a_fixed_size_model_keeps_its_size_and_a_dynamic_batch(tmp_path):
         np.testing.assert_allclose(found["probabilities"], np.asarray(model(images)), atol=TOLERANCE)
 
 
+def test_a_file_fixed_at_one_size_runs_like_keras_at_any_batch_and_only_that_size(tmp_path):
+    model, _, reference = _classifier()
+    export.to_onnx(model, tmp_path / "fixed.onnx", image_size=(40, 56))
+    dims = onnx.load(tmp_path / "fixed.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [40, 56, 3] and not dims[0].HasField("dim_value")
+    session = export.onnx_session(tmp_path / "fixed.onnx")
+    for batch in (1, 3):
+        images = random_inputs((batch, 40, 56, 3), seed=batch) * 60 + 120
+        _assert_parity("swin", export.run_onnx(tmp_path / "fixed.onnx", images, session=session), reference(images),
+                       f"fixed 40x56, batch {batch}")
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        export.run_onnx(tmp_path / "fixed.onnx", random_inputs((1, 48, 56, 3)), session=session)
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -224,6 +227,14 @@ def test_to_onnx_and_to_openvino_refuse_bad_arguments_before_writing(tmp_path):
         export.to_onnx(model, tmp_path / "folder.onnx")
     with pytest.raises(ValueError, match=r"`opset` must be 17 or 18.*received opset=13"):
         export.to_onnx(model, tmp_path / "x.onnx", opset=13)
+    for image_size, received in ((0, "image_size=0"), ((224,), r"image_size=\(224,\)"), ("224", "image_size='224'"),
+                                 (True, "image_size=True")):
+        with pytest.raises(ValueError, match=rf"`image_size` must be an int.*received {received}"):
+            export.to_onnx(model, tmp_path / "x.onnx", image_size=image_size)
+    fixed = keras_swin.SwinTransformer(embed_dim=8, depths=(2,), num_heads=(1,), window_size=4, include_top=True,
+                                       classes=3, input_shape=(24, 40, 3))
+    with pytest.raises(ValueError, match=r"fixed size 24x40; received image_size=32x32"):
+        export.to_onnx(fixed, tmp_path / "x.onnx", image_size=32)
     with pytest.raises(ValueError, match=r"must be the \.xml file.*model\.bin"):
         export.to_openvino(model, tmp_path / "model.bin")
     (tmp_path / "weights.bin").mkdir()
@@ -281,6 +292,10 @@ def test_cli_refuses_an_unknown_format_a_file_as_output_and_quantize_for_onnx(tm
     quantize = cli("export", tmp_path / "tiny.keras", "--format", "onnx", "--quantize", "dynamic",
                    "--output", tmp_path / "out")
     assert quantize.returncode == 2 and "--quantize is for --format tflite" in quantize.stderr
+    fixed = cli("export", tmp_path / "tiny.keras", "--format", "savedmodel", "--onnx-fixed-size",
+                "--output", tmp_path / "out")
+    assert fixed.returncode == 2 and "--onnx-fixed-size is for --format onnx (or all); received --format savedmodel" \
+        in fixed.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -293,4 +308,9 @@ def test_cli_exports_onnx_and_openvino_and_reports_agreement(tmp_path):
         assert _files(tmp_path / fmt) == files  # and no temporary file left
         diff = float(result.stdout.split("max abs diff ")[1].split(")")[0])
         assert diff <= TOLERANCE, result.stdout
-        assert fmt != "onnx" or f"opset {export.ONNX_OPSET}" in result.stdout
+        assert fmt != "onnx" or f"opset {export.ONNX_OPSET}, any size;" in result.stdout
+    result = cli("export", tmp_path / "tiny.keras", "--format", "onnx", "--onnx-fixed-size", "--image-size", "48",
+                 "--output", tmp_path / "fixed")
+    assert result.returncode == 0 and "opset 17, 48x48;" in result.stdout, result
+    dims = onnx.load(tmp_path / "fixed" / f"{model.name}.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [0, 48, 48, 3]

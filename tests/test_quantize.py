@@ -172,15 +172,15 @@ def digits_classifier(trained_digits):
     return model, images, labels, metrics
 
 
-# Not met on this model: swin_nano after 12 epochs (86.67% on the 360 test digits) lost 0.56
-# points after int8 (86.11%: 2 more images wrong; 0.5 points is 1.8 images). Measured 2026-12-02;
-# strict, so the mark goes once int8 keeps the accuracy (a better-trained model, another route).
-@pytest.mark.xfail(strict=True, reason="int8 cost 0.56 points (86.67% -> 86.11%) on the 12-epoch swin_nano")
+# On the suite's digits classifier (tests/conftest.py, DIGITS_RUN: 92.50% on the 360 test digits,
+# 2026-12-02), int8 gave 92.50%. Half a point is 1.8 images. The 86.67% model that an earlier
+# learning rate gave lost 2 images (86.11%), with every int8 route Keras offers (weights and
+# activations, weights only, the head kept float): an under-trained model's small margins.
 @pytest.mark.slow
 def test_int8_keeps_the_digits_test_accuracy_within_half_a_point(digits_classifier):
     model, images, labels, metrics = digits_classifier
     float_accuracy = float(np.mean(model.predict(images, verbose=0).argmax(-1) == labels))
-    assert float_accuracy > 0.8, metrics
+    assert float_accuracy > 0.9, metrics  # a trained model: int8 is measured against real margins
     quantize_int8(model)
     int8_accuracy = float(np.mean(model.predict(images, verbose=0).argmax(-1) == labels))
     assert abs(int8_accuracy - float_accuracy) <= 0.005, (float_accuracy, int8_accuracy)

@@ -1,8 +1,10 @@
 """Export to ONNX through Keras's own exporter (`model.export(format="onnx")`, which is tf2onnx
 on the TensorFlow backend), and running an `.onnx` file in ONNX Runtime.
 
-One file serves every size: the batch, height and width are dynamic in the graph (a model
-built for a fixed size keeps that size). The graph uses the standard ONNX domain only, at
+By default one file serves every size: the batch, height and width are dynamic in the graph
+(a model built for a fixed size keeps that size). `image_size=` fixes the height and width
+instead (the batch stays dynamic): the shapes, window masks and index tables then fold to
+constants, and ONNX Runtime runs the file faster (benchmarks/RESULTS.md, "deploy"). The graph uses the standard ONNX domain only, at
 opset `ONNX_OPSET`: the cyclic shift of the shifted windows is slices and a concatenation
 (`keras_swin.ops.cyclic_shift`), so no `Roll`-like custom op appears.
 
@@ -20,7 +22,7 @@ import os
 import keras
 import numpy as np
 
-from keras_swin.export.common import named_outputs, write_staged
+from keras_swin.export.common import named_outputs, serving_image_size, write_staged
 
 ONNX_OPSET = 17  # LayerNormalization is in the standard domain from 17; TensorRT 8.6+ takes it.
 ONNX_EXTRA = "onnx"
@@ -65,10 +67,12 @@ def check_exportable(model, what):
         )
 
 
-def input_spec(model):
+def input_spec(model, image_size=None):
     """The exported input: `images`, float32 `(None, H, W, C)` with the model's H and W
-    (None where the model takes any size)."""
+    (None where the model takes any size), or `image_size` `(H, W)` where given."""
     height, width, channels = model.input.shape[1:]
+    if image_size is not None:
+        height, width = image_size
     return keras.InputSpec(shape=(None, height, width, channels), dtype="float32", name=INPUT_NAME)
 
 
@@ -135,7 +139,7 @@ def nonstandard_nodes(proto):
     return sorted(found)
 
 
-def to_onnx(model, path, opset=ONNX_OPSET):
+def to_onnx(model, path, opset=ONNX_OPSET, image_size=None):
     """Writes `model` as an ONNX file through `model.export(format="onnx")`.
 
     The file takes `images` float32 `(batch, H, W, C)` (H and W dynamic unless the model has
@@ -152,19 +156,25 @@ def to_onnx(model, path, opset=ONNX_OPSET):
             SwinUNETR; float or `quantize("int8")`), or any Keras image model with one input.
         path: the `.onnx` file to write.
         opset: ONNX opset, >= 17 (tf2onnx 1.17 converts up to 18). Default `ONNX_OPSET`.
+        image_size: None (default) for a file that takes every height and width the model
+            takes; an int or `(height, width)` for a file fixed at that size, batch still
+            dynamic (faster in ONNX Runtime; what `torch.onnx` traces). A model built for a
+            fixed size takes only its own.
 
     Returns:
         The file size in bytes.
 
     Raises:
         ModuleNotFoundError: the `onnx` extra is not installed.
-        ValueError: a model that is not a float32 image model, or an opset outside [17, 18].
+        ValueError: a model that is not a float32 image model, an opset outside [17, 18], or an
+            `image_size` that is not a size in [1, 4096] or differs from a fixed model's.
         OSError: `path` is a folder, or cannot be written.
     """
     require_extra(ONNX_PACKAGES, ONNX_EXTRA, "ONNX export")
     check_exportable(model, "ONNX export")
     if isinstance(opset, bool) or not isinstance(opset, int) or not 17 <= opset <= 18:
         raise ValueError(f"`opset` must be 17 or 18 (what tf2onnx 1.17 converts to); received opset={opset!r}.")
+    fixed_size = None if image_size is None else serving_image_size(model, image_size)
     os.fspath(path)  # a TypeError for a path that is not one, before any work
     import onnx
 
@@ -177,8 +187,8 @@ def to_onnx(model, path, opset=ONNX_OPSET):
         level = tf2onnx_logger.level
         tf2onnx_logger.setLevel(logging.ERROR)
         try:
-            wrapper.export(staged, format="onnx", input_signature=[input_spec(model)], opset_version=opset,
-                           verbose=False)
+            wrapper.export(staged, format="onnx", input_signature=[input_spec(model, fixed_size)],
+                           opset_version=opset, verbose=False)
         finally:
             tf2onnx_logger.setLevel(level)
         proto = onnx.load(staged)
