@@ -4,9 +4,10 @@ on the TensorFlow backend), and running an `.onnx` file in ONNX Runtime.
 By default one file serves every size: the batch, height and width are dynamic in the graph
 (a model built for a fixed size keeps that size). `image_size=` fixes the height and width
 instead (the batch stays dynamic): the shapes, window masks and index tables then fold to
-constants, and ONNX Runtime runs the file faster (benchmarks/RESULTS.md, "deploy"). The graph uses the standard ONNX domain only, at
-opset `ONNX_OPSET`: the cyclic shift of the shifted windows is slices and a concatenation
-(`keras_swin.ops.cyclic_shift`), so no `Roll`-like custom op appears.
+constants, and ONNX Runtime runs the file faster (docs/deployment.md, "ONNX"). The graph uses
+the standard ONNX domain only, at opset `ONNX_OPSET`: the cyclic shift of the shifted windows
+is slices and a concatenation (`keras_swin.ops.cyclic_shift`), so no `Roll`-like custom op
+appears.
 
 The input is `images` (float32 `(batch, H, W, C)`, pixels in [0, 255] for the RGB models); the
 outputs are those of the SavedModel's `serving_default` (`keras_swin.export.named_outputs`):
