@@ -4,7 +4,6 @@ from keras_swin.layers.adaptive_pooling import AdaptiveAveragePooling2D
 from keras_swin.layers.bilinear_resize import BilinearResize
 from keras_swin.layers.crop_to_reference import CropToReference
 from keras_swin.layers.drop_path import DropPath
-from keras_swin.layers.layer_normalization import LayerNormalization
 from keras_swin.layers.pad_to_multiple import PadToMultiple
 from keras_swin.layers.patch_embedding import PatchEmbedding
 from keras_swin.layers.patch_merging import PatchMerging
@@ -20,7 +19,6 @@ __all__ = [
     "BilinearResize",
     "CropToReference",
     "DropPath",
-    "LayerNormalization",
     "PadToMultiple",
     "PatchEmbedding",
     "PatchMerging",

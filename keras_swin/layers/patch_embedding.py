@@ -4,7 +4,6 @@ import keras
 
 from keras_swin import ops as swin_ops
 from keras_swin.layers.initializers import conv_bias_initializer, conv_kernel_initializer
-from keras_swin.layers.layer_normalization import LayerNormalization
 
 
 @keras.saving.register_keras_serializable(package="keras_swin")
@@ -45,7 +44,7 @@ class PatchEmbedding(keras.layers.Layer):
             name="projection",
         )
         self.norm = (
-            LayerNormalization(
+            keras.layers.LayerNormalization(
                 epsilon=self.norm_epsilon, dtype=self.dtype_policy, name="norm"
             )
             if self.use_norm

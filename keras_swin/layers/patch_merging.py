@@ -5,7 +5,6 @@ from keras import ops
 
 from keras_swin import ops as swin_ops
 from keras_swin.layers.initializers import dense_kernel_initializer
-from keras_swin.layers.layer_normalization import LayerNormalization
 
 
 @keras.saving.register_keras_serializable(package="keras_swin")
@@ -41,7 +40,7 @@ class PatchMerging(keras.layers.Layer):
         channels = input_shape[-1]
         self.input_spec = keras.InputSpec(ndim=4, axes={-1: channels})
         self._output_channels = self.output_dim or 2 * channels
-        self.norm = LayerNormalization(
+        self.norm = keras.layers.LayerNormalization(
             epsilon=self.norm_epsilon, dtype=self.dtype_policy, name="norm"
         )
         self.norm.build((None, None, None, self._norm_channels(channels)))

@@ -8,7 +8,6 @@ from keras import ops
 from keras_swin import ops as swin_ops
 from keras_swin.layers.drop_path import DropPath, apply_if_active
 from keras_swin.layers.initializers import dense_kernel_initializer
-from keras_swin.layers.layer_normalization import LayerNormalization
 from keras_swin.layers.window_attention import WindowAttention
 from keras_swin.utils import check_rates
 
@@ -121,14 +120,14 @@ class SwinBlock(keras.layers.Layer):
         channels = input_shape[-1]
         self.input_spec = keras.InputSpec(ndim=4, axes={-1: channels})
         policy = self.dtype_policy
-        self.norm1 = LayerNormalization(
+        self.norm1 = keras.layers.LayerNormalization(
             epsilon=self.norm_epsilon, dtype=policy, name="norm1"
         )
         self.norm1.build(input_shape)
         self.attention = self._make_attention()
         self.attention.build((None, None, channels))
         self.drop_path = DropPath(self.drop_path_rate, dtype=policy, name="drop_path")
-        self.norm2 = LayerNormalization(
+        self.norm2 = keras.layers.LayerNormalization(
             epsilon=self.norm_epsilon, dtype=policy, name="norm2"
         )
         self.norm2.build(input_shape)

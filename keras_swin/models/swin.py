@@ -7,7 +7,7 @@ import numpy as np
 from keras_swin.checkpoints import swin as swin_checkpoints
 from keras_swin.configs import IMAGENET_MEAN, IMAGENET_STD, MODEL_CONFIGS
 from keras_swin.cpu import prefers_xla
-from keras_swin.layers import LayerNormalization, PatchEmbedding, PatchMerging, SwinBlock
+from keras_swin.layers import PatchEmbedding, PatchMerging, SwinBlock
 from keras_swin.models.image_model import ImageModel, check_input_shape, image_input, resolve_dtype_policy
 from keras_swin.utils import check_rates, check_stages
 
@@ -174,7 +174,7 @@ class SwinTransformer(ImageModel):
             always_partition=always_partition, remat=bool(remat),
         )
         final_norm = (
-            LayerNormalization(epsilon=norm_epsilon, name="final_norm", dtype=policy)
+            keras.layers.LayerNormalization(epsilon=norm_epsilon, name="final_norm", dtype=policy)
             if include_final_norm
             else None
         )
@@ -250,7 +250,7 @@ class SwinTransformer(ImageModel):
                 else None
             )
             output_norm = (
-                LayerNormalization(
+                keras.layers.LayerNormalization(
                     epsilon=norm_epsilon, name=f"stage{stage + 1}_output_norm", dtype=policy
                 )
                 if pyramid_norm

@@ -9,7 +9,6 @@ from keras_swin.checkpoints import swin_unetr as swin_unetr_checkpoints
 from keras_swin.configs import IMAGENET_MEAN, IMAGENET_STD
 from keras_swin.layers import (
     CropToReference,
-    LayerNormalization,
     PadToMultiple,
     PatchEmbedding,
     PatchMerging,
@@ -236,7 +235,7 @@ class SwinUNETR(ImageModel):
         )
         if normalize:
             hidden_states = [
-                LayerNormalization(
+                keras.layers.LayerNormalization(
                     epsilon=1e-5, center=False, scale=False, name=f"hidden{index}_norm", dtype=policy
                 )(state)
                 for index, state in enumerate(hidden_states)
