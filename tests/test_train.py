@@ -126,7 +126,7 @@ def test_select_keeps_the_final_or_the_lowest_validation_loss_weights(tmp_path, 
 
     # Resumed for one more epoch that cannot beat the earlier best: best.keras stays. At the
     # same learning rate the fifth epoch came to beat it (2.2404 < 2.2510) after a numerics change, so the
-    # resumed epoch runs at 3.0, where every AdamW step moves each weight by about 3.
+    # resumed epoch runs at 3.0, where AdamW steps move weights by up to about 3.
     wrecked = dict(unstable, epochs=5, learning_rate=3.0)
     train(TrainConfig(**wrecked, select="val_loss", resume=True, output=str(tmp_path / "loss")))
     with open(tmp_path / "loss" / "history.csv") as f:
