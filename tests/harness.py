@@ -222,6 +222,7 @@ class LayerChecks:
         y = random_inputs(tuple(layer(x).shape), seed=1)
         before = [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights]
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse", jit_compile=True)
+        model.optimizer.build(model.trainable_variables)  # one trace, not two (recipe.build_optimizer)
         history = model.fit(x, y, batch_size=self._batch_size, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
         for weight, old in zip(layer.trainable_weights, before):
@@ -393,6 +394,7 @@ class ModelChecks:
         before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
         model.compile(optimizer=keras.optimizers.Adam(0.01, epsilon=1e-12), loss=self.loss,
                       loss_weights=self.loss_weights, jit_compile=True)
+        model.optimizer.build(model.trainable_variables)  # one trace, not two (recipe.build_optimizer)
         history = model.fit(self.images, y, batch_size=self.input_shape[0], epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
         unmoved = []
@@ -441,6 +443,7 @@ class ModelChecks:
             model.compile(optimizer=keras.optimizers.SGD(0.01), loss=self.loss, loss_weights=self.loss_weights,
                           jit_compile=False)
             assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+            model.optimizer.build(model.trainable_variables)  # one trace, not two
             logs = model.train_on_batch(self.images, self._targets(outputs), return_dict=True)
             assert np.isfinite(logs["loss"]), (policy, logs)
             for weight in model.trainable_weights:

@@ -17,7 +17,7 @@ from harness import cli, cli_process, run_python, use_few_digits
 from keras_swin.data import classification as data_lib
 from keras_swin.models.swin import NO_DECAY_NAMES
 from keras_swin.train import TrainConfig, train
-from keras_swin.training.classification import create_model
+from keras_swin.training.classification import compile_model, create_model
 from keras_swin.training.recipe import create_optimizer
 
 NANO = dict(model="swin_nano", batch_size=32, augment="none", jit_compile=False, export=False, verbose=0)
@@ -79,6 +79,21 @@ def test_optimizer_is_the_official_adamw():
     assert optimizer.epsilon == 1e-8 and optimizer.weight_decay == config.weight_decay
     # One global gradient norm over all variables (torch's clip_grad_norm_), not per variable.
     assert optimizer.global_clipnorm == 5.0 and optimizer.clipnorm is None
+
+
+def test_the_recipe_traces_the_train_step_once():
+    # Keras would create the optimizer's variables in the first trace, and TensorFlow would
+    # then trace the train step a second time (recipe.build_optimizer).
+    config = TrainConfig(**NANO, epochs=1, learning_rate=1e-3, warmup_epochs=0)
+    model = create_model(config, num_classes=3)
+    compile_model(model, config, steps_per_epoch=2)
+    assert model.optimizer.built
+    traces = []
+    train_step = model.train_step
+    model.train_step = lambda data: traces.append(1) or train_step(data)
+    images = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+    model.fit(images, np.eye(3)[np.arange(8) % 3], batch_size=4, epochs=2, verbose=0)
+    assert len(traces) == 1
 
 
 def test_layerwise_decay_multipliers():

@@ -36,9 +36,11 @@ def compile_model(model, config, steps_per_epoch):
     model.compile(
         optimizer=recipe.create_optimizer(config, model, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
+        # An instance, not "accuracy": Keras would create its variables in the first trace.
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=config.jit_compile,
     )
+    recipe.build_optimizer(model)
 
 
 def _set_backbone_trainable(model, trainable):

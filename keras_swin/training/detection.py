@@ -77,6 +77,7 @@ def compile_detector(model, config, steps_per_epoch):
         optimizer=recipe.create_optimizer(config, detector_encoder(model), steps_per_epoch),
         jit_compile=config.jit_compile,
     )
+    recipe.build_optimizer(model)
 
 
 # --------------------------------------------------------------------------- predictions

@@ -141,6 +141,7 @@ def compile_segmenter(model, config, steps_per_epoch, num_classes):
         metrics=metrics,
         jit_compile=config.jit_compile,
     )
+    recipe.build_optimizer(model)
 
 
 def with_auxiliary_targets(dataset, model):
