@@ -85,7 +85,7 @@ def to_openvino(model, path):
         staged_xml = os.path.join(staged, os.path.basename(path))
         NamedOutputs(model).export(staged_xml, format="openvino", input_signature=[input_spec(model)], verbose=False)
         ov_model = ov.Core().read_model(staged_xml)
-        found = sorted(output.get_any_name() for output in ov_model.outputs)
+        found = sorted(_output_name(output) for output in ov_model.outputs)
         inputs = [i.get_any_name() for i in ov_model.inputs]
         if inputs != [INPUT_NAME] or found != names:
             raise ValueError(
@@ -129,4 +129,13 @@ def run_openvino(path, images, compiled=None):
     `{output name: array}`."""
     compiled = compiled or openvino_model(path)
     results = compiled(np.asarray(images, dtype="float32"))
-    return {output.get_any_name(): np.asarray(value) for output, value in results.items()}
+    return {_output_name(output): np.asarray(value) for output, value in results.items()}
+
+
+def _output_name(output):
+    """The name of one output of an OpenVINO model: its Result node's, which is the Keras
+    output's. Two outputs of one tensor (a backbone without its final norm and with
+    `pyramid_norm`: `features` is `P5`) share the tensor and all its names, so the tensor's
+    `get_any_name()` gave "P5" for both."""
+    name = output.get_node().get_friendly_name()
+    return name if name in output.get_names() else output.get_any_name()
