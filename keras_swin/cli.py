@@ -130,9 +130,7 @@ def _export(args):
     # anything is read or written; under `all` it is skipped with a note.
     runtimes = {"onnx": ("ONNX", export.ONNX_PACKAGES, export.ONNX_EXTRA),
                 "openvino": ("OpenVINO", export.OPENVINO_PACKAGES, export.OPENVINO_EXTRA)}
-    # `all` leaves OpenVINO out (it was added while UPerNet's IR failed; a fixed-size model's
-    # still does, docs/deployment.md); `--format openvino` exports it on its own.
-    formats = ["savedmodel", "tflite", "onnx"] if args.format == "all" else [args.format]
+    formats = ["savedmodel", "tflite", "onnx", "openvino"] if args.format == "all" else [args.format]
     for key, (title, packages, extra) in runtimes.items():
         missing = export.missing_packages(packages) if key in formats else []
         if missing and args.format != "all":
@@ -149,6 +147,11 @@ def _export(args):
                              "not convert); use --format savedmodel or tflite (docs/detection.md).")
         formats = [f for f in formats if f not in runtimes]
         print("ONNX, OpenVINO: skipped (a detector: keras-hub's decoder does not convert; docs/detection.md)")
+    if args.format == "all" and "openvino" in formats and None not in tuple(model.input.shape[1:3]):
+        # to_openvino refuses a fixed-size model (its IR fails in OpenVINO's CPU plugin).
+        formats.remove("openvino")
+        print(f"OpenVINO: skipped (a model of fixed input shape {tuple(model.input.shape[1:])}: OpenVINO takes "
+              "models built for any image size, input_shape=(None, None, channels); docs/deployment.md)")
     if {"savedmodel", "tflite"} & set(formats):
         export.check_image_model(model)
     # Keras's int8 Dense (an int8 x int8 -> int32 matmul) has no TFLite builtin, and OpenVINO's

@@ -149,7 +149,7 @@ def test_openvino_and_tflite_refuse_a_quantized_model_before_writing(tmp_path):
     with pytest.raises(ValueError, match=r"TFLite export cannot take a quantized model.*quantize='dynamic' or 'int8'"):
         export.to_tflite(model, tmp_path / "int8.tflite")
     model.save(tmp_path / "int8.keras")
-    for fmt, refused in (("openvino", "openvino"), ("tflite", "tflite"), ("all", "tflite")):
+    for fmt, refused in (("openvino", "openvino"), ("tflite", "tflite"), ("all", "tflite and openvino")):
         result = cli("export", tmp_path / "int8.keras", "--format", fmt, "--output", tmp_path / "out")
         assert result.returncode == 2, result
         assert f"is a quantized model (model.quantize): --format {refused} cannot take it" in result.stderr
