@@ -147,7 +147,7 @@ def _export(args):
                              "not convert); use --format savedmodel or tflite (docs/detection.md).")
         formats = [f for f in formats if f not in runtimes]
         print("ONNX, OpenVINO: skipped (a detector: keras-hub's decoder does not convert; docs/detection.md)")
-    if args.format == "all" and "openvino" in formats and None not in tuple(model.input.shape[1:3]):
+    if args.format == "all" and "openvino" in formats and export.has_fixed_size(model):
         # to_openvino refuses a fixed-size model (its IR fails in OpenVINO's CPU plugin).
         formats.remove("openvino")
         print(f"OpenVINO: skipped (a model of fixed input shape {tuple(model.input.shape[1:])}: OpenVINO takes "
@@ -194,7 +194,7 @@ def _export(args):
         path = os.path.join(args.output, f"{name}.onnx")
         size = export.to_onnx(model, path, image_size=(height, width) if args.onnx_fixed_size else None)
         agreement = export.compare_outputs(model, export.run_onnx(path, check), check)
-        sizes = f"{height}x{width}" if args.onnx_fixed_size or None not in model.input.shape[1:3] else "any size"
+        sizes = f"{height}x{width}" if args.onnx_fixed_size or export.has_fixed_size(model) else "any size"
         print(f"ONNX: {path} ({size / 1e6:.2f} MB, opset {export.ONNX_OPSET}, {sizes}; in ONNX Runtime against "
               f"Keras on {len(check)} images: max abs diff {agreement['max_abs_diff']:.2e})")
     if "openvino" in formats:

@@ -55,6 +55,11 @@ def image_channels(model):
     return int(model.inputs[0].shape[-1])
 
 
+def has_fixed_size(model):
+    """Whether `model` was built for one image size (its input's height and width are set)."""
+    return None not in tuple(model.inputs[0].shape[1:3])
+
+
 def serving_image_size(model, image_size=None):
     """The (height, width) encoded images are resized to: the model's own input size when
     it is fixed, else `image_size` (default 224); each side in [1, 4096].

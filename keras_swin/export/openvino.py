@@ -11,7 +11,7 @@ import shutil
 
 import numpy as np
 
-from keras_swin.export.common import is_quantized, make_directory, staging_path
+from keras_swin.export.common import has_fixed_size, is_quantized, make_directory, staging_path
 from keras_swin.export.onnx import (
     INPUT_NAME,
     NamedOutputs,
@@ -63,7 +63,7 @@ def to_openvino(model, path):
             "Keras's int8 layers does not agree with Keras. Export the float model and compress it with "
             "OpenVINO's NNCF (nncf.compress_weights), or export the quantized model to ONNX (docs/deployment.md)."
         )
-    if None not in tuple(model.input.shape[1:3]):
+    if has_fixed_size(model):
         # Converted, but the IR of a fixed-size SwinT failed at batch 2 in OpenVINO 2026.4's CPU
         # plugin ("Eltwise shape infer input shapes dim index: 0 mismatch"); any-size models run.
         raise ValueError(
